@@ -1,0 +1,1 @@
+//! A reusable, allocation-free oneshot channel (work in progress).

@@ -1,0 +1,1 @@
+//! One dedicated background thread (work in progress).

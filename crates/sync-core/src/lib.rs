@@ -1,0 +1,173 @@
+//! The one place where the workspace chooses between `std` and [loom].
+//!
+//! Every product crate of the workspace imports its atomics, cells, `Arc`,
+//! `Mutex`, `Condvar`, thread spawning and parking from here. A normal build
+//! gets the standard library's types at zero cost. A build with
+//! `RUSTFLAGS="--cfg loom"` and the `loom` feature gets loom's instrumented
+//! types instead, so that every crate's internals become a loom model without
+//! a single `cfg` of their own.
+//!
+//! Besides the facade it holds the few primitives that more than one crate
+//! needs, each in its own module:
+//!
+//! - [`CachePadded`]: keeps a hot atomic on its own cache line.
+//! - [`Backoff`]: a bounded spin, then yield, then "go park" policy.
+//! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches
+//!   memory the waker co-owns, so a waiter may return and free its stack frame
+//!   the instant it observes its flag.
+//! - [`AtomicWaker`]: a slot holding one [`Waker`](core::task::Waker) that a
+//!   task registers and another thread wakes.
+//!
+//! # Example
+//!
+//! ```
+//! use sync_core::{Parker, atomic::{AtomicBool, Ordering}, sync::Arc, thread};
+//!
+//! let parker = Parker::new();
+//! let unparker = parker.unparker();
+//! let done = Arc::new(AtomicBool::new(false));
+//! let done2 = Arc::clone(&done);
+//! let t = thread::spawn(move || {
+//!     done2.store(true, Ordering::Release);
+//!     unparker.unpark();
+//! });
+//! while !done.load(Ordering::Acquire) {
+//!     parker.park();
+//! }
+//! t.join().unwrap();
+//! ```
+//!
+//! # Guarantees
+//!
+//! - No allocation anywhere except `Parker::new` (one `Arc`) and the
+//!   thread-local parker's first use on a thread.
+//! - [`Unparker::unpark`] and [`AtomicWaker::wake`] are lock-free; they make
+//!   at most one system call (a futex wake through `Thread::unpark`).
+//! - Nothing here panics except on misuse documented on the item.
+//!
+//! # Model checking
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test --release --features sync-core/loom --target-dir target/loom
+//! ```
+//!
+//! `cargo xtask loom` runs exactly that for every crate. Building with
+//! `--cfg loom` but without the `loom` feature stops with a compile error
+//! saying so, rather than silently testing the std build.
+//!
+//! [loom]: https://docs.rs/loom
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(all(loom, not(feature = "loom")))]
+compile_error!(
+    "built with `--cfg loom` but without sync-core's `loom` feature: \
+     add `--features sync-core/loom` (or run `cargo xtask loom`)"
+);
+
+mod atomic_waker;
+mod backoff;
+mod cache_padded;
+pub mod cell;
+mod parker;
+
+pub use atomic_waker::AtomicWaker;
+pub use backoff::Backoff;
+pub use cache_padded::CachePadded;
+pub use parker::{Parker, Unparker, with_thread_parker};
+
+/// Atomic types and orderings: `std::sync::atomic` or loom's.
+pub mod atomic {
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+    };
+    #[cfg(not(loom))]
+    pub use std::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+    };
+    pub use std::sync::atomic::Ordering;
+}
+
+/// `Arc`, `Mutex`, `Condvar`: `std::sync`'s or loom's.
+pub mod sync {
+    #[cfg(loom)]
+    pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    #[cfg(not(loom))]
+    pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+}
+
+/// Thread spawning, parking and yielding: `std::thread`'s or loom's.
+pub mod thread {
+    #[cfg(loom)]
+    pub use loom::thread::{
+        Builder, JoinHandle, Thread, ThreadId, current, park, spawn, yield_now,
+    };
+    #[cfg(not(loom))]
+    pub use std::thread::{
+        Builder, JoinHandle, Thread, ThreadId, current, panicking, park, spawn, yield_now,
+    };
+    /// Whether the current thread is unwinding. Loom threads never report
+    /// a panic in progress to the model, so this is std's answer in both builds.
+    #[cfg(loom)]
+    pub fn panicking() -> bool {
+        std::thread::panicking()
+    }
+}
+
+/// Spin-loop hint: a pause instruction in std, a yield point under loom (so
+/// that a model containing a spin loop still terminates).
+pub mod hint {
+    #[cfg(loom)]
+    pub use loom::hint::spin_loop;
+    #[cfg(not(loom))]
+    pub use std::hint::spin_loop;
+}
+
+/// `thread_local!`: std's, or loom's (one instance per model thread).
+#[cfg(loom)]
+pub use loom::thread_local;
+#[cfg(not(loom))]
+pub use std::thread_local;
+
+/// Runs a test body as a loom model (every interleaving, bounded by
+/// `LOOM_MAX_PREEMPTIONS`) under `--cfg loom`, or once, directly, otherwise.
+///
+/// This is what lets a crate's loom test read exactly like its std test.
+pub fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    #[cfg(loom)]
+    loom::model(f);
+    #[cfg(not(loom))]
+    f();
+}
+
+/// Driving a future to completion on the current thread.
+pub mod future {
+    #[cfg(loom)]
+    pub use loom::future::block_on;
+
+    /// Polls `future` on the current thread until it completes, parking the
+    /// thread between polls.
+    ///
+    /// Blocks. Allocates nothing after the thread's first use of the
+    /// thread-local parker. Re-entrant: a nested `block_on` on the same
+    /// thread works, because every wait re-checks its own future.
+    #[cfg(not(loom))]
+    pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
+        use core::task::{Context, Poll};
+        let mut future = core::pin::pin!(future);
+        crate::with_thread_parker(|parker| {
+            let waker = parker.waker();
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return out;
+                }
+                parker.park();
+            }
+        })
+    }
+}

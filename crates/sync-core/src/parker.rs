@@ -1,0 +1,301 @@
+//! A thread parker whose wake-up never touches the woken side's memory.
+//!
+//! # How it works
+//!
+//! A [`Parker`] and its [`Unparker`]s share one reference-counted block
+//! holding a three-state word (`EMPTY`, `PARKED`, `NOTIFIED`) and a handle to
+//! the parked thread. `unpark` swaps the word to `NOTIFIED` and, only if the
+//! owner was `PARKED`, calls `Thread::unpark` (a futex wake on Linux).
+//!
+//! The point of the design is what `unpark` does *not* touch: every byte it
+//! reads or writes lives in that shared block, which the `Unparker` keeps
+//! alive by owning a reference. A waiter whose "done" flag lives on its own
+//! stack may therefore see the flag, return, and free the frame while the
+//! waking thread is still inside `unpark`: the waker's last access is to
+//! memory it co-owns, never to the waiter's frame. (Waking a thread through a
+//! raw pointer to a flag or condvar on the waiter's stack is exactly the
+//! use-after-free this type exists to rule out.)
+//!
+//! A notification is a token: one `unpark` before `park` makes that `park`
+//! return at once; several collapse into one. `park` may also return
+//! spuriously, so callers always re-check their condition in a loop.
+
+use crate::atomic::{AtomicU8, Ordering};
+use crate::sync::Arc;
+use crate::thread::{self, Thread};
+use core::marker::PhantomData;
+use core::task::Waker;
+use std::time::Instant;
+
+const EMPTY: u8 = 0;
+const PARKED: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+struct Inner {
+    state: AtomicU8,
+    thread: Thread,
+}
+
+/// The waiting half: parks the thread that created it.
+///
+/// `!Send`: it is bound to its creating thread, since the `Unparker` wakes
+/// that thread. Use [`with_thread_parker`] to borrow a per-thread one instead
+/// of allocating.
+pub struct Parker {
+    inner: Arc<Inner>,
+    waker: Waker,
+    _bound_to_thread: PhantomData<*const ()>,
+}
+
+/// The waking half: `Send + Sync + Clone`; wakes its [`Parker`].
+#[derive(Clone)]
+pub struct Unparker {
+    inner: Arc<Inner>,
+}
+
+impl Parker {
+    /// A parker for the current thread. Allocates twice (the shared block
+    /// and the `Waker` that wraps an `Unparker`).
+    pub fn new() -> Self {
+        let inner = Arc::new(Inner {
+            state: AtomicU8::new(EMPTY),
+            thread: thread::current(),
+        });
+        let waker = Waker::from(std::sync::Arc::new(Unparker {
+            inner: Arc::clone(&inner),
+        }));
+        Self {
+            inner,
+            waker,
+            _bound_to_thread: PhantomData,
+        }
+    }
+
+    /// A handle that wakes this parker. Does not allocate (one reference
+    /// count increment).
+    pub fn unparker(&self) -> Unparker {
+        Unparker {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// A `Waker` whose `wake` unparks this parker. Does not allocate (one
+    /// reference count increment).
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Consumes a pending notification without blocking; `true` if there
+    /// was one.
+    pub fn try_consume(&self) -> bool {
+        self.inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Blocks until notified (or spuriously). Returns at once if a
+    /// notification is pending, consuming it.
+    pub fn park(&self) {
+        if self.try_consume() || !self.announce_parked() {
+            return;
+        }
+        loop {
+            thread::park();
+            if self.try_consume() {
+                return;
+            }
+        }
+    }
+
+    /// Blocks until notified or until `deadline`; `true` if notified.
+    ///
+    /// Under loom there is no clock: this checks for a notification, yields
+    /// once, checks again and reports a time-out if there still is none, so
+    /// a model explores both "woken" and "timed out".
+    pub fn park_deadline(&self, deadline: Instant) -> bool {
+        if self.try_consume() {
+            return true;
+        }
+        #[cfg(loom)]
+        {
+            let _ = deadline;
+            thread::yield_now();
+            self.try_consume()
+        }
+        #[cfg(not(loom))]
+        {
+            if !self.announce_parked() {
+                return true;
+            }
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    // Leave the PARKED state; a notification that raced with
+                    // the time-out still counts.
+                    return self.inner.state.swap(EMPTY, Ordering::Acquire) == NOTIFIED;
+                }
+                std::thread::park_timeout(deadline - now);
+                if self.try_consume() {
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Moves `EMPTY` to `PARKED`. Returns `false` if a notification arrived
+    /// in the meantime (it is consumed).
+    fn announce_parked(&self) -> bool {
+        match self.inner.state.compare_exchange(
+            EMPTY,
+            PARKED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => true,
+            Err(_) => {
+                // Only an unparker changes the word behind our back, and only
+                // to NOTIFIED.
+                self.inner.state.swap(EMPTY, Ordering::Acquire);
+                false
+            }
+        }
+    }
+}
+
+impl Default for Parker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Unparker {
+    /// Wakes the parker (or makes its next `park` return at once).
+    ///
+    /// Lock-free; at most one system call. Touches only the block it
+    /// co-owns, never the waiter's memory.
+    pub fn unpark(&self) {
+        if self.inner.state.swap(NOTIFIED, Ordering::Release) == PARKED {
+            self.inner.thread.unpark();
+        }
+    }
+}
+
+impl std::task::Wake for Unparker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.unpark();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.unpark();
+    }
+}
+
+impl core::fmt::Debug for Parker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Parker")
+            .field("notified", &(self.inner.state.load(Ordering::Relaxed) == NOTIFIED))
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Unparker").finish_non_exhaustive()
+    }
+}
+
+crate::thread_local! {
+    static THREAD_PARKER: Parker = Parker::new();
+}
+
+/// Runs `f` with this thread's cached [`Parker`], creating it on first use.
+///
+/// Lets blocking calls wait without allocating. Nested waits on one thread
+/// share it; that is sound because every waiter re-checks its own condition
+/// after `park` returns (a token consumed by the "wrong" waiter only causes a
+/// spurious return in the right one, which re-checks; none is lost, since
+/// only one of them is actually parked at a time).
+///
+/// # Panics
+///
+/// If called while the thread-local is being destroyed.
+pub fn with_thread_parker<R>(f: impl FnOnce(&Parker) -> R) -> R {
+    THREAD_PARKER.with(f)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    static_assertions::assert_impl_all!(Unparker: Send, Sync, Clone);
+    static_assertions::assert_not_impl_any!(Parker: Send, Sync);
+
+    #[test]
+    fn notification_before_park_is_a_token() {
+        let p = Parker::new();
+        p.unparker().unpark();
+        p.unparker().unpark();
+        p.park(); // consumes the single token
+        assert!(!p.try_consume(), "two unparks collapse into one token");
+    }
+
+    #[test]
+    fn park_deadline_times_out_without_a_notification() {
+        let p = Parker::new();
+        assert!(!p.park_deadline(Instant::now() + Duration::from_millis(5)));
+        p.unparker().unpark();
+        assert!(p.park_deadline(Instant::now() + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn waker_unparks() {
+        let p = Parker::new();
+        p.waker().wake();
+        assert!(p.try_consume());
+        p.waker().wake_by_ref();
+        assert!(p.try_consume());
+    }
+
+    /// The waiter's flag lives in a `Box` the waiter frees the moment it sees
+    /// the flag; the waking thread keeps calling `unpark` after setting it.
+    /// Under Miri any access to the freed box would be reported.
+    #[test]
+    fn waiter_may_free_its_frame_as_soon_as_it_sees_the_flag() {
+        use std::sync::atomic::{AtomicBool, AtomicPtr};
+        for _ in 0..if cfg!(miri) { 5 } else { 200 } {
+            let p = Parker::new();
+            let u = p.unparker();
+            let frame = Box::into_raw(Box::new(AtomicBool::new(false)));
+            let shared = std::sync::Arc::new(AtomicPtr::new(frame));
+            let shared2 = std::sync::Arc::clone(&shared);
+            let t = std::thread::spawn(move || {
+                let flag = shared2.load(Ordering::Acquire);
+                // SAFETY: the waiter frees the box only after it observes
+                // `true`, which is stored by this very line; this is the last
+                // access to the box from this thread.
+                unsafe { (*flag).store(true, Ordering::Release) };
+                u.unpark(); // must touch only the parker's shared block
+            });
+            loop {
+                // SAFETY: only this thread frees `frame`, below, after which
+                // the loop ends.
+                if unsafe { (*frame).load(Ordering::Acquire) } {
+                    // SAFETY: created by Box::into_raw above; the other thread
+                    // does not touch it after storing `true`.
+                    drop(unsafe { Box::from_raw(frame) });
+                    break;
+                }
+                p.park();
+            }
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn thread_parker_is_reused() {
+        let a = with_thread_parker(|p| Arc::as_ptr(&p.inner));
+        let b = with_thread_parker(|p| Arc::as_ptr(&p.inner));
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,149 @@
+//! Loom models of sync-core's primitives. Run with `cargo xtask loom -p sync-core`.
+//! In a normal build each model runs once, as a plain test.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
+use sync_core::sync::Arc;
+use sync_core::{AtomicWaker, Backoff, Parker, future::block_on, model, thread};
+
+/// A notification sent before, during or after `park` is never lost, and
+/// the waking thread touches only the shared block (the flag's `Arc` is
+/// co-owned here only because loom needs a tracked object to race on).
+#[test]
+fn parker_never_loses_a_notification() {
+    model(|| {
+        let parker = Parker::new();
+        let unparker = parker.unparker();
+        let flag = Arc::new(AtomicBool::new(false));
+        let flag2 = Arc::clone(&flag);
+        let t = thread::spawn(move || {
+            flag2.store(true, Ordering::Release);
+            unparker.unpark();
+        });
+        while !flag.load(Ordering::Acquire) {
+            parker.park();
+        }
+        t.join().unwrap();
+    });
+}
+
+/// Two wakers race; the parker waits for both flags.
+#[test]
+fn parker_with_two_wakers() {
+    model(|| {
+        let parker = Parker::new();
+        let count = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let u = parker.unparker();
+                let c = Arc::clone(&count);
+                thread::spawn(move || {
+                    c.fetch_add(1, Ordering::Release);
+                    u.unpark();
+                })
+            })
+            .collect();
+        while count.load(Ordering::Acquire) < 2 {
+            parker.park();
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// A deadline park either sees the notification or times out; in the
+/// second case the notification stays pending for the next park.
+#[test]
+fn parker_deadline_races_unpark() {
+    model(|| {
+        let parker = Parker::new();
+        let u = parker.unparker();
+        let t = thread::spawn(move || u.unpark());
+        let deadline = std::time::Instant::now();
+        if !parker.park_deadline(deadline) {
+            parker.park(); // the token must still arrive
+        }
+        t.join().unwrap();
+        assert!(!parker.try_consume(), "one unpark, one token");
+    });
+}
+
+/// Spin-then-park: whatever the backoff does, the waiter ends up either
+/// seeing the flag or parked with a wake-up on its way.
+#[test]
+fn backoff_then_park() {
+    model(|| {
+        let parker = Parker::new();
+        let u = parker.unparker();
+        let flag = Arc::new(AtomicBool::new(false));
+        let flag2 = Arc::clone(&flag);
+        let t = thread::spawn(move || {
+            flag2.store(true, Ordering::Release);
+            u.unpark();
+        });
+        let mut backoff = Backoff::new();
+        while !flag.load(Ordering::Acquire) {
+            if !backoff.snooze() {
+                parker.park();
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// A future that registers on an `AtomicWaker` and waits for a flag.
+struct WaitFlag {
+    slot: Arc<AtomicWaker>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Future for WaitFlag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.slot.register(cx.waker());
+        if self.flag.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Register racing wake: the task is always woken (loom reports a deadlock
+/// if `block_on` parks forever).
+#[test]
+fn atomic_waker_register_vs_wake() {
+    model(|| {
+        let slot = Arc::new(AtomicWaker::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (s2, f2) = (Arc::clone(&slot), Arc::clone(&flag));
+        let t = thread::spawn(move || {
+            f2.store(true, Ordering::Release);
+            s2.wake();
+        });
+        block_on(WaitFlag { slot, flag });
+        t.join().unwrap();
+    });
+}
+
+/// Two wakers and a registrar.
+#[test]
+fn atomic_waker_two_wakers() {
+    model(|| {
+        let slot = Arc::new(AtomicWaker::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (s2, f2) = (Arc::clone(&slot), Arc::clone(&flag));
+        let s3 = Arc::clone(&slot);
+        let t1 = thread::spawn(move || {
+            f2.store(true, Ordering::Release);
+            s2.wake();
+        });
+        let t2 = thread::spawn(move || s3.wake()); // a spurious waker
+        block_on(WaitFlag { slot, flag });
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
