@@ -19,6 +19,7 @@
 
 use crate::atomic::{AtomicUsize, Ordering};
 use crate::cell::UnsafeCell;
+use crate::hint;
 use core::fmt;
 use core::task::Waker;
 
@@ -118,7 +119,10 @@ impl AtomicWaker {
             }
             Err(_) => {
                 // A wake is in progress (or a forbidden concurrent register):
-                // make sure the task is polled again.
+                // make sure the task is polled again. The pause lets the
+                // waking thread finish first (under loom it is a yield, which
+                // keeps this executor-level retry loop a finite model).
+                hint::spin_loop();
                 waker.wake_by_ref();
             }
         }

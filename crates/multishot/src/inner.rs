@@ -1,0 +1,310 @@
+//! The shared block and its state word: the whole protocol lives here.
+//!
+//! # How it works
+//!
+//! A channel is one heap block, allocated by [`channel`](crate::channel) (or
+//! [`Receiver::new`](crate::Receiver::new)) and freed by whichever party
+//! leaves last. It holds the value slot, one waker slot per side, a few bits
+//! of receiver-private bookkeeping, and one atomic state word:
+//!
+//! | bit        | set by   | meaning |
+//! |------------|----------|---------|
+//! | `RX_WAKER` | receiver | the receiver's waker is in `rx_waker` and handed over to the sender |
+//! | `VALUE`    | sender   | a value was published in `value` |
+//! | `TX_DONE`  | sender   | there is no live sender: it sent, was dropped, or none was made yet |
+//! | `RX_GONE`  | receiver | the receiver was dropped |
+//! | `TX_WAKER` | sender   | the sender's [`closed`](crate::Sender::closed) waker is in `tx_waker` |
+//! | `HOLD`     | receiver | a sender of an *earlier* round still holds `rx_waker` (see recycling) |
+//!
+//! ## One round
+//!
+//! A round is one sender's life. The sender writes the value into the slot
+//! (nobody else touches the slot while `TX_DONE` is clear), then publishes
+//! with a single `fetch_or(VALUE | TX_DONE)`. That read-modify-write both
+//! publishes and, in the value it returns, tells the sender everything it must
+//! still do:
+//!
+//! - `RX_GONE` set: nobody will read the value; the sender takes it back
+//!   (returned in [`SendError`](crate::SendError)) and frees the block if it
+//!   is the last owner.
+//! - `RX_WAKER` clear: nobody is waiting. **Done in one RMW**; the sender never
+//!   touches the block again.
+//! - `RX_WAKER` set: the receiver is (or was) waiting and the publishing RMW
+//!   has, in the same instant, transferred the waker slot to the sender. The
+//!   sender moves the waker out, then releases the slot with a second RMW,
+//!   `fetch_and(!(RX_WAKER | HOLD))`, and only then wakes it. **Two RMWs.**
+//!
+//! Both are arithmetic/bitwise RMWs, never compare-and-swap loops, so a send
+//! is wait-free apart from the waker's own `wake`.
+//!
+//! ## Why the receiver's waker is taken out by the sender under a hold, and
+//! ## why the wake comes last
+//!
+//! The natural order, "publish, then read the waker slot and wake", is a
+//! use-after-free in a reusable channel: the instant the value is published,
+//! the receiver may take it, recycle the channel and register a *new* waker
+//! in the same slot (or drop the receiver and free the block) while the old
+//! sender is still reading the slot. Reading the waker *before* publishing
+//! does not help either: the receiver may register between that read and the
+//! publish, and then nobody wakes it. So the publish itself carries the slot
+//! over: while `RX_WAKER` and `TX_DONE` are both set (or, after recycling,
+//! while `HOLD` is set), the slot belongs to the publishing sender, and the
+//! receiver keeps its hands off it. The sender takes the waker **out** of the
+//! block into its own stack, releases the slot, and wakes from its own copy.
+//! After the release it touches nothing of the block, except to free it when
+//! it observes it was the last owner. Waking *after* the release (not before)
+//! means the woken task normally finds the slot already free, so it can
+//! recycle and register again without ever meeting `HOLD`.
+//!
+//! ## The receiver
+//!
+//! Polling loads the word once. If `TX_DONE` is set, the outcome is known:
+//! the value (read without any RMW) or [`RecvError`](crate::RecvError). If the
+//! sender is alive and the waker already registered is the caller's (same
+//! data pointer and vtable, remembered in receiver-private memory because the
+//! slot itself may be in the sender's hands), the poll returns `Pending`
+//! after that **single load: no RMW, no clone**. Otherwise the receiver
+//! registers: it stores a clone in `rx_waker` (which it owns while `RX_WAKER`
+//! is clear) and sets `RX_WAKER` with `fetch_or`. If that RMW reveals that the
+//! sender finished in the meantime, the sender never saw the waker: the
+//! receiver clears the bit again and returns the outcome. To *replace* a
+//! registered waker it must first win the slot back with a compare-exchange
+//! that fails if the sender publishes first (then the outcome is ready
+//! anyway). Registering costs one RMW; replacing costs two.
+//!
+//! ## Recycling is wait-free
+//!
+//! Once `TX_DONE` is set the old sender is finished with the value slot and
+//! the state word, except for, at most, the release of a held waker slot.
+//! [`Receiver::sender`](crate::Receiver::sender) therefore never waits: it
+//! resets the word for a new round with one compare-exchange, turning a
+//! pending hold (`RX_WAKER` with `TX_DONE`) into `HOLD`. The only thing that
+//! can change the word concurrently is that one release, so the
+//! compare-exchange fails at most once: a bounded number of steps. The old
+//! sender's release clears `RX_WAKER | HOLD`, whichever encoding it finds
+//! (the new round never sets `RX_WAKER` while `HOLD` is set). In the rare
+//! case that the receiver polls in a new round while `HOLD` is still set (the
+//! old sender was preempted between its two RMWs and the receiver was polled
+//! for some other reason), it cannot register in the held slot: it yields
+//! and asks its executor to poll it again. That path is lock-free, not
+//! wait-free; it is documented on [`Recv`](crate::Recv).
+//!
+//! ## The sender's `closed()` waker
+//!
+//! The mirror image, on the rare path: the sender stores its waker in
+//! `tx_waker` and sets `TX_WAKER`; a receiver that drops while `TX_WAKER` is
+//! set and the sender is alive takes the slot over, moves the waker out,
+//! releases with `fetch_and(!TX_WAKER)` and wakes it. A sender about to
+//! finish first wins its slot back with a compare-exchange (only if it ever
+//! called `closed()`), so `TX_WAKER` together with `RX_GONE` always means
+//! "the departing receiver holds `tx_waker`".
+//!
+//! ## Who frees the block
+//!
+//! Owners are: the receiver (until its drop, plus its hold on `tx_waker`),
+//! the current sender (until its last RMW, plus its hold on `rx_waker`) and
+//! at most one earlier sender holding `rx_waker` (`HOLD`). Every party's last
+//! RMW returns the word as it was, from which it sees whether any other owner
+//! remains; exactly one party sees none and frees.
+//!
+//! ## Cost per message, in atomic RMWs
+//!
+//! | operation | RMWs |
+//! |---|---|
+//! | `send`, receiver not waiting | 1 (`fetch_or`) |
+//! | `send`, receiver waiting | 2 (`fetch_or`, `fetch_and`) |
+//! | poll, value already there | 0 |
+//! | poll again with the same waker, no value | 0 (one load) |
+//! | poll, first registration | 1 |
+//! | poll, waker changed | 2 |
+//! | `Receiver::sender` (recycle) | 1 compare-exchange (2 if a release races it) |
+//! | `try_recv`, `is_closed`, `has_value` | 0 |
+//! | drop of a sender without sending | same as `send` |
+//! | drop of the receiver | 1 (2 if the sender waits in `closed()`) |
+
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use core::task::{RawWakerVTable, Waker};
+use sync_core::atomic::{AtomicUsize, Ordering};
+use sync_core::cell::UnsafeCell;
+
+pub(crate) const RX_WAKER: usize = 1 << 0;
+pub(crate) const VALUE: usize = 1 << 1;
+pub(crate) const TX_DONE: usize = 1 << 2;
+pub(crate) const RX_GONE: usize = 1 << 3;
+pub(crate) const TX_WAKER: usize = 1 << 4;
+pub(crate) const HOLD: usize = 1 << 5;
+
+/// The identity of a registered waker: what `Waker::will_wake` compares.
+pub(crate) type WakerId = (*const (), *const RawWakerVTable);
+
+pub(crate) fn waker_id(w: &Waker) -> WakerId {
+    (w.data(), w.vtable() as *const RawWakerVTable)
+}
+
+/// Bookkeeping only the receiver reads or writes.
+#[derive(Default)]
+pub(crate) struct RxLocal {
+    /// The value of this round was already moved out.
+    pub(crate) value_taken: bool,
+    /// Identity of the waker in `rx_waker` while `RX_WAKER` is set.
+    pub(crate) registered: Option<WakerId>,
+}
+
+pub(crate) struct Inner<T> {
+    pub(crate) state: AtomicUsize,
+    pub(crate) value: UnsafeCell<MaybeUninit<T>>,
+    pub(crate) rx_waker: UnsafeCell<Option<Waker>>,
+    pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
+    pub(crate) rx: UnsafeCell<RxLocal>,
+    /// Under loom a leaked block leaks this tracked `Arc`, which loom reports.
+    #[cfg(loom)]
+    _leak_canary: sync_core::sync::Arc<()>,
+}
+
+impl<T> Inner<T> {
+    /// Allocates a block with the given initial state.
+    pub(crate) fn allocate(state: usize) -> NonNull<Self> {
+        let boxed = Box::new(Inner {
+            state: AtomicUsize::new(state),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+            rx_waker: UnsafeCell::new(None),
+            tx_waker: UnsafeCell::new(None),
+            rx: UnsafeCell::new(RxLocal::default()),
+            #[cfg(loom)]
+            _leak_canary: sync_core::sync::Arc::new(()),
+        });
+        NonNull::from(Box::leak(boxed))
+    }
+
+    /// Frees the block. Does not drop a value in the slot (its owner does).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`allocate`](Self::allocate) and the caller is the
+    /// last owner: no other party will access the block again.
+    pub(crate) unsafe fn free(ptr: NonNull<Self>) {
+        // SAFETY: allocated by `Box::leak` in `allocate`; the caller is the
+        // last owner, so this is the only reference.
+        drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+    }
+
+    /// The sender's last act, shared by `send` and the sender's `Drop`:
+    /// publish `TX_DONE` (plus `VALUE` if a value was written), wake the
+    /// receiver if it handed over its waker, free the block if last.
+    ///
+    /// Returns the value if it was written but the receiver is gone.
+    ///
+    /// # Safety
+    ///
+    /// Called once per sender, by the live sender of the current round, with
+    /// `sent` true only if it wrote the value slot. The sender must not touch
+    /// the block afterwards.
+    pub(crate) unsafe fn finish_sender(ptr: NonNull<Self>, sent: bool) -> Option<T> {
+        // SAFETY: a live sender co-owns the block; it stays allocated at
+        // least until our final RMW below.
+        let this = unsafe { ptr.as_ref() };
+        this.reclaim_tx_waker();
+        let flags = TX_DONE | if sent { VALUE } else { 0 };
+        let prev = this.state.fetch_or(flags, Ordering::AcqRel);
+
+        if prev & RX_GONE != 0 {
+            // Nobody will read the value: take it back. The receiver never
+            // reads the slot without observing VALUE before its RX_GONE.
+            let value = sent.then(|| {
+                // SAFETY: we wrote the slot and the receiver is gone.
+                this.value.with_mut(|p| unsafe { (*p).assume_init_read() })
+            });
+            // Other owners: an earlier sender holding rx_waker (HOLD), or the
+            // departing receiver holding tx_waker (TX_WAKER with RX_GONE).
+            if prev & (HOLD | TX_WAKER) == 0 {
+                // SAFETY: the receiver is gone and nobody holds a slot.
+                unsafe { Self::free(ptr) };
+            }
+            return value;
+        }
+        if prev & RX_WAKER != 0 {
+            // Our publish took over rx_waker: move the waker out, release.
+            // SAFETY: RX_WAKER together with our TX_DONE gives the slot to us
+            // until the release below; the receiver does not touch it then.
+            let waker = this.rx_waker.with_mut(|p| unsafe { (*p).take() });
+            Self::release_rx_waker(ptr);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        None
+    }
+
+    /// Gives `rx_waker` back after a sender (of this round or, under `HOLD`,
+    /// of an earlier one) moved the waker out; frees the block if last.
+    fn release_rx_waker(ptr: NonNull<Self>) {
+        // SAFETY: we hold the slot, hence co-own the block until this RMW.
+        let prev = unsafe { ptr.as_ref() }
+            .state
+            .fetch_and(!(RX_WAKER | HOLD), Ordering::AcqRel);
+        let receiver_gone = prev & RX_GONE != 0;
+        let sender_done = prev & TX_DONE != 0;
+        let receiver_holds_tx = prev & TX_WAKER != 0;
+        if receiver_gone && sender_done && !receiver_holds_tx {
+            // SAFETY: every other owner is gone: the receiver left without
+            // holding tx_waker, and the current round's sender is done.
+            unsafe { Self::free(ptr) };
+        }
+    }
+
+    /// Before its last RMW, a sender that registered a `closed()` waker wins
+    /// `tx_waker` back (unless the departing receiver already took it) and
+    /// drops the waker, so that `TX_WAKER` with `RX_GONE` keeps meaning "the
+    /// receiver holds tx_waker". One load when `closed()` was never used.
+    fn reclaim_tx_waker(&self) {
+        let mut state = self.state.load(Ordering::Acquire);
+        while state & TX_WAKER != 0 && state & RX_GONE == 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state & !TX_WAKER,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: with TX_WAKER cleared and RX_GONE clear, the
+                    // receiver will not take tx_waker; it is the sender's.
+                    drop(self.tx_waker.with_mut(|p| unsafe { (*p).take() }));
+                    return;
+                }
+                Err(actual) => state = actual,
+            }
+        }
+    }
+}
+
+/// Decodes a state word for `Debug` output.
+pub(crate) struct Decoded(pub(crate) usize);
+
+impl core::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = self.0;
+        let mut list = f.debug_set();
+        list.entry(&format_args!(
+            "{}",
+            if s & TX_DONE == 0 { "sender alive" } else { "sender gone" }
+        ));
+        list.entry(&format_args!(
+            "{}",
+            if s & RX_GONE == 0 { "receiver alive" } else { "receiver gone" }
+        ));
+        if s & VALUE != 0 {
+            list.entry(&format_args!("value published"));
+        }
+        if s & RX_WAKER != 0 {
+            list.entry(&format_args!("receiver waker registered"));
+        }
+        if s & TX_WAKER != 0 {
+            list.entry(&format_args!("sender waker registered"));
+        }
+        if s & HOLD != 0 {
+            list.entry(&format_args!("earlier sender holds waker slot"));
+        }
+        list.finish()
+    }
+}

@@ -1,0 +1,381 @@
+//! The receiving half: async and blocking receive, recycling.
+
+use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::inner::{
+    Decoded, HOLD, Inner, RX_GONE, RX_WAKER, RxLocal, TX_DONE, TX_WAKER, VALUE, waker_id,
+};
+use crate::sender::Sender;
+use core::fmt;
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use sync_core::atomic::Ordering;
+use sync_core::{hint, with_thread_parker};
+
+/// The receiving half of a channel: receives one value per round and makes
+/// the next round's [`Sender`] without allocating.
+///
+/// One pointer wide. `Send` and `Sync` when `T: Send` (a shared `&Receiver`
+/// only reads). Invariant in `T`.
+pub struct Receiver<T> {
+    inner: NonNull<Inner<T>>,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: the receiver moves a `T` out of the block to its own thread, so
+// `T: Send` is needed and sufficient.
+unsafe impl<T: Send> Send for Receiver<T> {}
+// SAFETY: `&Receiver` only loads the state word and reads receiver-private
+// flags that are written through `&mut Receiver` alone; it never touches a
+// `T`.
+unsafe impl<T: Send> Sync for Receiver<T> {}
+
+impl<T> Receiver<T> {
+    /// A receiver with no sender yet: make one with
+    /// [`sender`](Self::sender). Allocates the shared block (the only
+    /// allocation in the channel's life).
+    ///
+    /// ```
+    /// let mut r = multishot::Receiver::<u32>::new();
+    /// assert!(r.try_recv().is_err());
+    /// let s = r.sender().expect("no sender alive yet");
+    /// s.send(7).unwrap();
+    /// assert_eq!(r.try_recv(), Ok(7));
+    /// ```
+    pub fn new() -> Self {
+        Self::from_inner(Inner::allocate(TX_DONE))
+    }
+
+    pub(crate) fn from_inner(inner: NonNull<Inner<T>>) -> Self {
+        Self {
+            inner,
+            _owns: PhantomData,
+        }
+    }
+
+    /// The shared block. The lifetime is not tied to `&self` so that the
+    /// receiver's `&mut self` helpers can be called while it is in use; it
+    /// is never kept past the receiver's `Drop`.
+    fn shared<'a>(&self) -> &'a Inner<T> {
+        // SAFETY: the receiver co-owns the block until its `Drop`, and no
+        // reference obtained here outlives the receiver.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Runs `f` on the receiver-private bookkeeping.
+    fn local<R>(&mut self, f: impl FnOnce(&mut RxLocal) -> R) -> R {
+        // SAFETY: `rx` is only ever accessed by the receiver, and `&mut self`
+        // excludes every other access through this receiver.
+        self.shared().rx.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    fn value_taken(&self) -> bool {
+        // SAFETY: `rx` is written only through `&mut Receiver`, which cannot
+        // coexist with this `&self`.
+        self.shared().rx.with(|p| unsafe { (*p).value_taken })
+    }
+
+    /// Receives the value, waiting for it asynchronously.
+    ///
+    /// The returned [`Recv`] is `Unpin`, fused (polling it after it
+    /// completed returns `Err(RecvError)` rather than panicking) and
+    /// cancel-safe: dropping it loses nothing, and a value sent later is
+    /// received by the next `recv`.
+    ///
+    /// Lock-free; never allocates except the waker's own `clone` on first
+    /// registration. A poll that finds the value costs no atomic RMW; a
+    /// re-poll with the same waker costs one load.
+    pub fn recv(&mut self) -> Recv<'_, T> {
+        Recv { receiver: self }
+    }
+
+    /// Takes the value if it is there. Wait-free: one load, no RMW.
+    ///
+    /// `Err(Empty)` while the sender is alive and has not sent;
+    /// `Err(Closed)` once it is gone and there is no value (also after the
+    /// value was received).
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let state = self.shared().state.load(Ordering::Acquire);
+        if state & TX_DONE == 0 {
+            return Err(TryRecvError::Empty);
+        }
+        self.outcome(state).map_err(|RecvError {}| TryRecvError::Closed)
+    }
+
+    /// Blocks the thread until the value arrives or the sender is gone.
+    ///
+    /// Parks on a cached per-thread parker: no allocation after the
+    /// thread's first blocking call. Not for use inside an async task.
+    pub fn recv_blocking(&mut self) -> Result<T, RecvError> {
+        self.wait(None).map_err(|_| RecvError {})
+    }
+
+    /// Blocks for at most `timeout`. A value that arrives after the time-out
+    /// is kept: the next receive returns it.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.wait(Some(deadline.unwrap_or_else(far_future)))
+    }
+
+    /// Blocks until `deadline` at the latest. A value that arrives after
+    /// the deadline is kept: the next receive returns it.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.wait(Some(deadline))
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        with_thread_parker(|parker| {
+            let waker = parker.waker();
+            loop {
+                if let Poll::Ready(out) = self.poll_recv(&waker) {
+                    return out.map_err(|RecvError {}| RecvTimeoutError::Closed);
+                }
+                match deadline {
+                    None => parker.park(),
+                    Some(deadline) => {
+                        if !parker.park_deadline(deadline) {
+                            // Timed out; one last look, since the value may
+                            // have raced the deadline. Our waker stays
+                            // registered: a late wake is a harmless spurious
+                            // unpark of this thread's parker.
+                            return match self.poll_recv(&waker) {
+                                Poll::Ready(out) => {
+                                    out.map_err(|RecvError {}| RecvTimeoutError::Closed)
+                                }
+                                Poll::Pending => Err(RecvTimeoutError::Timeout),
+                            };
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Makes a sender for the next round, without allocating. Wait-free.
+    ///
+    /// Returns `Some` whenever the previous sender is gone: after its value
+    /// was received, after it was dropped, or if there never was one. Returns
+    /// `None` while a sender is alive and has not sent.
+    ///
+    /// If the previous value was sent but never received, **this drops it**
+    /// (the new round starts empty). Use
+    /// [`sender_with_unread`](Self::sender_with_unread) to get it back
+    /// instead.
+    pub fn sender(&mut self) -> Option<Sender<T>> {
+        self.sender_with_unread().map(|(sender, unread)| {
+            drop(unread);
+            sender
+        })
+    }
+
+    /// Like [`sender`](Self::sender), but returns the previous round's
+    /// unreceived value (if any) instead of dropping it.
+    pub fn sender_with_unread(&mut self) -> Option<(Sender<T>, Option<T>)> {
+        let shared = self.shared();
+        let mut state = shared.state.load(Ordering::Acquire);
+        if state & TX_DONE == 0 {
+            return None;
+        }
+        let unread = self.outcome(state).ok();
+        let shared = self.shared();
+        // A sender that published while our waker was registered still holds
+        // rx_waker (RX_WAKER with TX_DONE), or an earlier one does (HOLD).
+        // The new round carries that over as HOLD; nothing else survives.
+        let held = loop {
+            let held = state & (RX_WAKER | HOLD) != 0;
+            let next = if held { HOLD } else { 0 };
+            match shared
+                .state
+                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break held,
+                // Only the holder's release can change the word now, and it
+                // does so once: this loop runs at most twice.
+                Err(actual) => state = actual,
+            }
+        };
+        if !held {
+            // SAFETY: nobody holds rx_waker and the sender is gone, so the
+            // slot is the receiver's; empty it for the new round.
+            drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+        }
+        self.local(|l| *l = RxLocal::default());
+        // SAFETY: the state was just reset with TX_DONE clear, and the old
+        // sender is gone: the new one is the only sender.
+        Some((unsafe { Sender::from_inner(self.inner) }, unread))
+    }
+
+    /// Whether the sender is gone (it sent, was dropped, or was never made).
+    /// A value may still be waiting: see [`has_value`](Self::has_value).
+    /// One load.
+    pub fn is_closed(&self) -> bool {
+        self.shared().state.load(Ordering::Acquire) & TX_DONE != 0
+    }
+
+    /// Whether a value is waiting to be received. One load.
+    pub fn has_value(&self) -> bool {
+        self.shared().state.load(Ordering::Acquire) & VALUE != 0 && !self.value_taken()
+    }
+
+    /// The outcome of a finished round (`state` has `TX_DONE`): the value,
+    /// moved out once, or `RecvError`.
+    fn outcome(&mut self, state: usize) -> Result<T, RecvError> {
+        debug_assert!(state & TX_DONE != 0);
+        if state & VALUE == 0 || self.local(|l| core::mem::replace(&mut l.value_taken, true)) {
+            return Err(RecvError {});
+        }
+        // SAFETY: VALUE was published (Acquire) by the sender, which is done
+        // with the slot; `value_taken` was false, so it is read exactly once.
+        Ok(self
+            .shared()
+            .value
+            .with_mut(|p| unsafe { (*p).assume_init_read() }))
+    }
+
+    pub(crate) fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<T, RecvError>> {
+        let shared = self.shared();
+        let mut state = shared.state.load(Ordering::Acquire);
+        if state & TX_DONE != 0 {
+            return Poll::Ready(self.outcome(state));
+        }
+        if state & RX_WAKER != 0 {
+            let id = waker_id(waker);
+            // SAFETY: `rx` is receiver-private; we hold `&mut self`.
+            if shared.rx.with(|p| unsafe { (*p).registered }) == Some(id) {
+                // Same waker still registered: nothing to do. One load.
+                return Poll::Pending;
+            }
+            // Win the slot back to replace the waker; if the sender finishes
+            // first, the outcome is ready and the slot is its to release.
+            loop {
+                match shared.state.compare_exchange_weak(
+                    state,
+                    state & !RX_WAKER,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) if actual & TX_DONE != 0 => {
+                        return Poll::Ready(self.outcome(actual));
+                    }
+                    Err(actual) => state = actual,
+                }
+            }
+        } else if state & HOLD != 0 {
+            // An earlier sender is still releasing rx_waker (it was preempted
+            // between its two RMWs). We cannot register; ask to be polled
+            // again after letting it run.
+            hint::spin_loop();
+            waker.wake_by_ref();
+            return Poll::Pending;
+        }
+        // SAFETY: RX_WAKER and HOLD are clear and the sender is alive, so
+        // nobody else touches rx_waker until we set RX_WAKER below.
+        shared
+            .rx_waker
+            .with_mut(|p| unsafe { *p = Some(waker.clone()) });
+        let prev = shared.state.fetch_or(RX_WAKER, Ordering::AcqRel);
+        if prev & TX_DONE != 0 {
+            // The sender finished before our waker was visible, so it did not
+            // take the slot: undo (nobody else reads RX_WAKER now) and return
+            // the outcome.
+            shared.state.fetch_and(!RX_WAKER, Ordering::AcqRel);
+            // SAFETY: the sender saw RX_WAKER clear, so it never held the slot.
+            drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+            self.local(|l| l.registered = None);
+            return Poll::Ready(self.outcome(prev));
+        }
+        self.local(|l| l.registered = Some(waker_id(waker)));
+        Poll::Pending
+    }
+}
+
+fn far_future() -> Instant {
+    // About 30 years: "never" for a time-out that overflowed `Instant`.
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365 * 30)
+}
+
+impl<T> Default for Receiver<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let value_taken = self.value_taken();
+        let inner = self.inner;
+        let shared = self.shared();
+        let prev = shared.state.fetch_or(RX_GONE, Ordering::AcqRel);
+        if prev & VALUE != 0 && !value_taken {
+            // SAFETY: VALUE was published before our RMW, so the sender is
+            // done with the slot and the value is ours to drop, exactly once.
+            shared
+                .value
+                .with_mut(|p| unsafe { (*p).assume_init_drop() });
+        }
+        let sender_alive = prev & TX_DONE == 0;
+        if sender_alive && prev & TX_WAKER != 0 {
+            // The sender waits in `closed()`: we now hold tx_waker. Move the
+            // waker out, release the slot, then wake it.
+            // SAFETY: TX_WAKER was set while the sender was alive when we set
+            // RX_GONE, so the sender will not touch tx_waker again.
+            let waker = shared.tx_waker.with_mut(|p| unsafe { (*p).take() });
+            let prev = shared.state.fetch_and(!TX_WAKER, Ordering::AcqRel);
+            if prev & TX_DONE != 0 && prev & HOLD == 0 {
+                // SAFETY: the sender finished while we held the slot (it saw
+                // our hold and left the block to us) and no earlier sender
+                // holds rx_waker: we are the last owner.
+                unsafe { Inner::free(inner) };
+            }
+            if let Some(w) = waker {
+                w.wake();
+            }
+            return;
+        }
+        let sender_holds_rx = !sender_alive && prev & RX_WAKER != 0;
+        if !sender_alive && !sender_holds_rx && prev & HOLD == 0 {
+            // SAFETY: no sender is alive and none holds a slot: last owner.
+            unsafe { Inner::free(inner) };
+        }
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared().state.load(Ordering::Acquire);
+        f.debug_struct("Receiver")
+            .field("closed", &(state & TX_DONE != 0))
+            .field("has_value", &(state & VALUE != 0 && !self.value_taken()))
+            .field("waker_registered", &(state & RX_WAKER != 0))
+            .field("state", &Decoded(state))
+            .finish()
+    }
+}
+
+/// Future returned by [`Receiver::recv`].
+///
+/// `Unpin`, fused, cancel-safe. Lock-free: in one rare case (the previous
+/// round's sender was preempted between its two atomic operations while the
+/// receiver is polled in the next round) it cannot register its waker and
+/// instead wakes itself so the executor polls it again.
+#[must_use = "futures do nothing unless polled"]
+pub struct Recv<'a, T> {
+    receiver: &'a mut Receiver<T>,
+}
+
+impl<T> Future for Recv<'_, T> {
+    type Output = Result<T, RecvError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.receiver.poll_recv(cx.waker())
+    }
+}
+
+impl<T> fmt::Debug for Recv<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recv").field("receiver", &self.receiver).finish()
+    }
+}

@@ -1,0 +1,276 @@
+//! Loom models of every race in the protocol (`cargo xtask loom -p multishot`).
+//! In a normal build each model runs once, as a plain test.
+//!
+//! Payloads are `Arc`s (loom's, under loom): a value dropped twice panics on
+//! the reference count, and one never dropped is reported as a leaked `Arc`.
+//! The shared block carries a loom-tracked canary too, so a leaked block
+//! fails the model.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+use multishot::{RecvError, RecvTimeoutError, TryRecvError, channel};
+use std::time::Duration;
+use sync_core::sync::Arc;
+use sync_core::{Parker, future::block_on, model, thread};
+
+type Payload = Arc<String>;
+
+fn payload(s: &str) -> Payload {
+    Arc::new(s.to_string())
+}
+
+/// Polls `fut` with `waker` until ready, parking `parker` (whose waker must
+/// be `waker`) in between. Loom reports a deadlock if a wake-up is lost.
+fn drive<F: Future>(fut: F, parker: &Parker) -> F::Output {
+    let waker = parker.waker();
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        parker.park();
+    }
+}
+
+#[test]
+fn send_vs_receiver_drop() {
+    model(|| {
+        let (s, r) = channel::<Payload>();
+        let t = thread::spawn(move || match s.send(payload("v")) {
+            Ok(()) => None,
+            Err(e) => Some(e.into_inner()),
+        });
+        drop(r);
+        if let Some(back) = t.join().unwrap() {
+            assert_eq!(*back, "v");
+        }
+    });
+}
+
+#[test]
+fn send_vs_poll_with_waker_change() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let (first, second) = (Parker::new(), Parker::new());
+        let t = thread::spawn(move || s.send(payload("v")).unwrap());
+        let first_waker = first.waker();
+        let mut cx = Context::from_waker(&first_waker);
+        let polled = pin!(r.recv()).poll(&mut cx);
+        let got = match polled {
+            Poll::Ready(v) => v,
+            // Registered with the first waker; now the task moved: the second
+            // waker must be the one that is woken.
+            Poll::Pending => drive(r.recv(), &second),
+        };
+        assert_eq!(*got.unwrap(), "v");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn same_waker_fast_path_vs_send() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let parker = Parker::new();
+        let waker = parker.waker();
+        let mut cx = Context::from_waker(&waker);
+        // Register before the sender exists on another thread...
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t = thread::spawn(move || s.send(payload("v")).unwrap());
+        // ...then re-poll with the same waker while the send races: either
+        // the fast path says Pending (and the wake must come) or the value is
+        // there.
+        let polled = pin!(r.recv()).poll(&mut cx);
+        let got = match polled {
+            Poll::Ready(v) => v,
+            Poll::Pending => drive(r.recv(), &parker),
+        };
+        assert_eq!(*got.unwrap(), "v");
+        t.join().unwrap();
+    });
+}
+
+/// The receiver gets the value (from a spurious poll, without waiting for
+/// the wake) and recycles while the old sender may still be between its two
+/// RMWs, then runs a second round while that hold may still be pending.
+#[test]
+fn recycle_while_old_sender_is_inside_send() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let parker = Parker::new();
+        let waker = parker.waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
+        let one = loop {
+            match r.try_recv() {
+                Ok(v) => break v,
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Closed) => panic!("closed without value"),
+            }
+        };
+        assert_eq!(*one, "one");
+        let s2 = r.sender().expect("recycling after a received value always succeeds");
+        let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
+        let two = drive(r.recv(), &parker);
+        assert_eq!(*two.unwrap(), "two");
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
+
+#[test]
+fn several_recycles_in_a_row() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let t = thread::spawn(move || s.send(payload("0")).unwrap());
+        assert_eq!(*r.recv_blocking().unwrap(), "0");
+        t.join().unwrap();
+        for round in 1..3 {
+            let s = r.sender().unwrap();
+            let t = thread::spawn(move || {
+                if round == 2 {
+                    drop(s); // the last round ends without a value
+                } else {
+                    s.send(payload("1")).unwrap();
+                }
+            });
+            let got = r.recv_blocking();
+            if round == 2 {
+                assert_eq!(got.err(), Some(RecvError {}));
+            } else {
+                assert_eq!(*got.unwrap(), "1");
+            }
+            t.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn future_dropped_mid_wait() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let parker = Parker::new();
+        let t = thread::spawn(move || s.send(payload("kept")).unwrap());
+        {
+            let waker = parker.waker();
+            let mut cx = Context::from_waker(&waker);
+            let mut fut = pin!(r.recv());
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                assert_eq!(*v.unwrap(), "kept");
+                t.join().unwrap();
+                return;
+            }
+            // dropped here, registered and pending: cancel must lose nothing
+        }
+        let got = block_on(r.recv());
+        assert_eq!(*got.unwrap(), "kept");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn sender_dropped_without_sending() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let t = thread::spawn(move || drop(s));
+        assert_eq!(block_on(r.recv()).err(), Some(RecvError {}));
+        t.join().unwrap();
+        // The next round works as usual.
+        let s = r.sender().unwrap();
+        s.send(payload("after")).unwrap();
+        assert_eq!(*r.try_recv().unwrap(), "after");
+    });
+}
+
+#[test]
+fn closed_vs_receiver_drop() {
+    model(|| {
+        let (mut s, r) = channel::<Payload>();
+        let t = thread::spawn(move || drop(r));
+        block_on(s.closed());
+        assert!(s.is_closed());
+        let back = s.send(payload("nobody")).unwrap_err().into_inner();
+        assert_eq!(*back, "nobody");
+        t.join().unwrap();
+    });
+}
+
+/// `closed()` registered, then the sender sends instead while the receiver
+/// drops: the tx waker slot is reclaimed or handed over, never both.
+#[test]
+fn closed_registered_then_send_vs_receiver_drop() {
+    model(|| {
+        let (mut s, r) = channel::<Payload>();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let _ = pin!(s.closed()).poll(&mut cx);
+        let t = thread::spawn(move || drop(r));
+        let _ = s.send(payload("v"));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn blocking_receive_with_timeout_vs_send() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let t = thread::spawn(move || s.send(payload("late")).unwrap());
+        let got = match r.recv_timeout(Duration::ZERO) {
+            Ok(v) => v,
+            // A value that arrives after the time-out is kept.
+            Err(RecvTimeoutError::Timeout) => r.recv_blocking().unwrap(),
+            Err(RecvTimeoutError::Closed) => panic!("closed without value"),
+        };
+        assert_eq!(*got, "late");
+        t.join().unwrap();
+    });
+}
+
+/// The receiver is dropped while an earlier round's sender may still hold
+/// the waker slot, and the current round's sender races both.
+#[test]
+fn receiver_drop_while_old_sender_holds_slot() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
+        let one = loop {
+            match r.try_recv() {
+                Ok(v) => break v,
+                Err(_) => thread::yield_now(),
+            }
+        };
+        assert_eq!(*one, "one");
+        let s2 = r.sender().unwrap();
+        let t2 = thread::spawn(move || {
+            let _ = s2.send(payload("two"));
+        });
+        drop(r);
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
+
+/// The receiver registered its waker, then is dropped while the sender
+/// publishes and takes the waker out: exactly one of them frees the block,
+/// and the value is dropped exactly once (by the receiver or returned to the
+/// sender).
+#[test]
+fn receiver_drop_while_sender_takes_waker() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t = thread::spawn(move || {
+            let _ = s.send(payload("v"));
+        });
+        drop(r);
+        t.join().unwrap();
+    });
+}
