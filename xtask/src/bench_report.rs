@@ -48,14 +48,22 @@ pub fn run(args: &Args) -> Result<(), String> {
         "One run of `cargo xtask bench`. Medians from criterion; ratio = ours / peer \
          (below 1.00 means ours is faster).\n"
     );
-    let _ = writeln!(md, "| workload | ours | ours median | peer | peer median | ours/peer |");
+    let _ = writeln!(
+        md,
+        "| workload | ours | ours median | peer | peer median | ours/peer |"
+    );
     let _ = writeln!(md, "|---|---|---:|---|---:|---:|");
     for (group, rows) in &groups {
         let (ours, peers): (Vec<&Row>, Vec<&Row>) =
             rows.iter().partition(|r| r.function.starts_with("ours"));
         for o in &ours {
             if peers.is_empty() {
-                let _ = writeln!(md, "| {group} | {} | {} | - | - | - |", o.function, ns(o.median_ns));
+                let _ = writeln!(
+                    md,
+                    "| {group} | {} | {} | - | - | - |",
+                    o.function,
+                    ns(o.median_ns)
+                );
             }
             for p in peers.iter().filter(|p| p.param == o.param) {
                 let _ = writeln!(
@@ -104,7 +112,9 @@ fn ns(v: f64) -> String {
 /// Finds every `<bench>/new/{benchmark,estimates}.json` written since
 /// `since` (so stale results of an earlier run never mix in).
 fn collect(dir: &Path, since: SystemTime, groups: &mut BTreeMap<String, Vec<Row>>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in rd.filter_map(|e| e.ok()) {
         let path = entry.path();
         if !path.is_dir() {
@@ -125,7 +135,11 @@ fn collect(dir: &Path, since: SystemTime, groups: &mut BTreeMap<String, Vec<Row>
                     function = format!("{function}/{param}");
                 }
                 if let Some(median) = e["median"]["point_estimate"].as_f64() {
-                    groups.entry(group).or_default().push(Row { function, param, median_ns: median });
+                    groups.entry(group).or_default().push(Row {
+                        function,
+                        param,
+                        median_ns: median,
+                    });
                 }
             }
         }

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         eprintln!("{}", USAGE);
         return ExitCode::from(2);
     };
-    let mut args = Args { packages: Vec::new(), skip: Vec::new() };
+    let mut args = Args {
+        packages: Vec::new(),
+        skip: Vec::new(),
+    };
     while let Some(a) = argv.next() {
         match a.as_str() {
             "-p" | "--package" => match argv.next() {
@@ -104,7 +107,11 @@ fn run_steps(names: &[&str], args: &Args) -> ExitCode {
             results.push((name, Outcome::Skipped("--skip".into()), Duration::ZERO));
             continue;
         }
-        eprintln!("\n==> [{}/{total}] {name} ({} elapsed)", i + 1, fmt_dur(started.elapsed()));
+        eprintln!(
+            "\n==> [{}/{total}] {name} ({} elapsed)",
+            i + 1,
+            fmt_dur(started.elapsed())
+        );
         let t = Instant::now();
         let outcome = match steps::run(name, args) {
             Ok(steps::Done::Ran) => Outcome::Passed(String::new()),
@@ -145,7 +152,11 @@ fn run_steps(names: &[&str], args: &Args) -> ExitCode {
 
 fn fmt_dur(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{:.1}s", d.as_secs_f64()) }
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 const USAGE: &str = "\

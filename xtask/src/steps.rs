@@ -35,7 +35,14 @@ pub fn run(name: &str, args: &Args) -> StepResult {
     match name {
         "fmt" => cargo(&["fmt", "--all", "--check"], &[]),
         "clippy" => cargo(
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
             &[],
         ),
         "test" => cargo(&["test", "--workspace"], &[]),
@@ -52,7 +59,10 @@ pub fn run(name: &str, args: &Args) -> StepResult {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The product crates: every directory under `crates/` with a manifest.
@@ -80,7 +90,11 @@ pub fn check_packages(packages: &[String]) -> Result<(), String> {
 }
 
 fn selected(args: &Args) -> Vec<String> {
-    if args.packages.is_empty() { product_crates() } else { args.packages.clone() }
+    if args.packages.is_empty() {
+        product_crates()
+    } else {
+        args.packages.clone()
+    }
 }
 
 /// Runs `cargo <args>` in the workspace root with extra environment.
@@ -113,7 +127,9 @@ fn capture(program: &str, args: &[&str]) -> Option<String> {
         .current_dir(workspace_root())
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Loom: every `tests/loom*.rs` of the selected crates, built with
@@ -138,9 +154,20 @@ fn loom(args: &Args) -> StepResult {
             eprintln!("    {krate}: no tests/loom*.rs");
             continue;
         }
-        let feature = if krate == "sync-core" { "loom".to_string() } else { "sync-core/loom".into() };
+        let feature = if krate == "sync-core" {
+            "loom".to_string()
+        } else {
+            "sync-core/loom".into()
+        };
         let mut cargo_args = vec![
-            "test", "--release", "--target-dir", "target/loom", "-p", &krate, "--features", &feature,
+            "test",
+            "--release",
+            "--target-dir",
+            "target/loom",
+            "-p",
+            &krate,
+            "--features",
+            &feature,
         ];
         for m in &models {
             cargo_args.push("--test");
@@ -149,7 +176,10 @@ fn loom(args: &Args) -> StepResult {
         run_cmd(
             "cargo",
             &cargo_args,
-            &[("RUSTFLAGS", "--cfg loom"), ("LOOM_MAX_PREEMPTIONS", &preemptions)],
+            &[
+                ("RUSTFLAGS", "--cfg loom"),
+                ("LOOM_MAX_PREEMPTIONS", &preemptions),
+            ],
         )?;
         ran += 1;
     }
@@ -175,8 +205,15 @@ fn miri(args: &Args) -> StepResult {
             run_cmd(
                 "cargo",
                 &[
-                    "+nightly", "miri", "test", "--target-dir", "target/miri", "-p", &krate,
-                    "--lib", "--tests",
+                    "+nightly",
+                    "miri",
+                    "test",
+                    "--target-dir",
+                    "target/miri",
+                    "-p",
+                    &krate,
+                    "--lib",
+                    "--tests",
                 ],
                 &[("MIRIFLAGS", flags)],
             )?;
@@ -186,15 +223,29 @@ fn miri(args: &Args) -> StepResult {
 }
 
 fn ensure_miri() -> Result<(), String> {
-    let installed = capture("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .unwrap_or_default();
+    let installed = capture(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     let has = |c: &str| installed.lines().any(|l| l.starts_with(c));
     if has("miri") && has("rust-src") {
         return Ok(());
     }
     eprintln!("    Miri or rust-src missing on nightly: installing");
-    run_cmd("rustup", &["component", "add", "--toolchain", "nightly", "miri", "rust-src"], &[])
-        .map_err(|e| format!("Miri is not installed ({e}); install it with: {MIRI_INSTALL}"))
+    run_cmd(
+        "rustup",
+        &[
+            "component",
+            "add",
+            "--toolchain",
+            "nightly",
+            "miri",
+            "rust-src",
+        ],
+        &[],
+    )
+    .map_err(|e| format!("Miri is not installed ({e}); install it with: {MIRI_INSTALL}"))
 }
 
 /// cargo-deny: bans, licenses and sources work offline; advisories need
@@ -206,7 +257,11 @@ fn deny() -> StepResult {
         run_cmd("cargo", &["install", "cargo-deny", "--locked"], &[])
             .map_err(|e| format!("cargo-deny is missing ({e}); install it with: {DENY_INSTALL}"))?;
     }
-    run_cmd("cargo", &["deny", "check", "bans", "licenses", "sources"], &[])?;
+    run_cmd(
+        "cargo",
+        &["deny", "check", "bans", "licenses", "sources"],
+        &[],
+    )?;
     if github_reachable() {
         run_cmd("cargo", &["deny", "check", "advisories"], &[])?;
         Ok(Done::Ran)

@@ -76,11 +76,12 @@
 //!
 //! Once `TX_DONE` is set the old sender is finished with the value slot and
 //! the state word, except for, at most, the release of a held waker slot.
-//! [`Receiver::sender`](crate::Receiver::sender) therefore never waits: it
-//! resets the word for a new round with one compare-exchange, turning a
-//! pending hold (`RX_WAKER` with `TX_DONE`) into `HOLD`. The only thing that
-//! can change the word concurrently is that one release, so the
-//! compare-exchange fails at most once: a bounded number of steps. The old
+//! [`Receiver::sender`](crate::Receiver::sender) therefore never waits. If
+//! no slot is held, no other party can touch the word any more, and a plain
+//! store resets it for the new round (no RMW at all). If a hold is pending
+//! (`RX_WAKER` with `TX_DONE`), one compare-exchange turns it into `HOLD`;
+//! the only thing that can change the word concurrently is that one release,
+//! so the compare-exchange fails at most once: a bounded number of steps. The old
 //! sender's release clears `RX_WAKER | HOLD`, whichever encoding it finds
 //! (the new round never sets `RX_WAKER` while `HOLD` is set). In the rare
 //! case that the receiver polls in a new round while `HOLD` is still set (the
@@ -117,7 +118,7 @@
 //! | poll again with the same waker, no value | 0 (one load) |
 //! | poll, first registration | 1 |
 //! | poll, waker changed | 2 |
-//! | `Receiver::sender` (recycle) | 1 compare-exchange (2 if a release races it) |
+//! | `Receiver::sender` (recycle) | 0 (a store); 1 compare-exchange if a slot is still held (2 if the release races it) |
 //! | `try_recv`, `is_closed`, `has_value` | 0 |
 //! | drop of a sender without sending | same as `send` |
 //! | drop of the receiver | 1 (2 if the sender waits in `closed()`) |
@@ -287,11 +288,19 @@ impl core::fmt::Debug for Decoded {
         let mut list = f.debug_set();
         list.entry(&format_args!(
             "{}",
-            if s & TX_DONE == 0 { "sender alive" } else { "sender gone" }
+            if s & TX_DONE == 0 {
+                "sender alive"
+            } else {
+                "sender gone"
+            }
         ));
         list.entry(&format_args!(
             "{}",
-            if s & RX_GONE == 0 { "receiver alive" } else { "receiver gone" }
+            if s & RX_GONE == 0 {
+                "receiver alive"
+            } else {
+                "receiver gone"
+            }
         ));
         if s & VALUE != 0 {
             list.entry(&format_args!("value published"));

@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use sync_core::atomic::Ordering;
-use sync_core::{hint, with_thread_parker};
+use sync_core::{Backoff, hint, with_thread_parker};
 
 /// The receiving half of a channel: receives one value per round and makes
 /// the next round's [`Sender`] without allocating.
@@ -102,12 +102,14 @@ impl<T> Receiver<T> {
         if state & TX_DONE == 0 {
             return Err(TryRecvError::Empty);
         }
-        self.outcome(state).map_err(|RecvError {}| TryRecvError::Closed)
+        self.outcome(state)
+            .map_err(|RecvError {}| TryRecvError::Closed)
     }
 
     /// Blocks the thread until the value arrives or the sender is gone.
     ///
-    /// Parks on a cached per-thread parker: no allocation after the
+    /// Spins for a bounded moment first (at most a few microseconds of pause
+    /// instructions, [`Backoff::spin`]; it never yields), then parks on a cached per-thread parker: no allocation after the
     /// thread's first blocking call. Not for use inside an async task.
     pub fn recv_blocking(&mut self) -> Result<T, RecvError> {
         self.wait(None).map_err(|_| RecvError {})
@@ -127,6 +129,10 @@ impl<T> Receiver<T> {
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        // A reply that is a few microseconds away is caught without
+        // registering or parking: spin briefly (bounded, `Backoff::spin`).
+        let mut backoff = Backoff::new();
+        while self.shared().state.load(Ordering::Acquire) & TX_DONE == 0 && backoff.spin() {}
         with_thread_parker(|parker| {
             let waker = parker.waker();
             loop {
@@ -185,13 +191,17 @@ impl<T> Receiver<T> {
         // rx_waker (RX_WAKER with TX_DONE), or an earlier one does (HOLD).
         // The new round carries that over as HOLD; nothing else survives.
         let held = loop {
-            let held = state & (RX_WAKER | HOLD) != 0;
-            let next = if held { HOLD } else { 0 };
+            if state & (RX_WAKER | HOLD) == 0 {
+                // Nobody holds a slot and the sender is done: no other party
+                // can touch the word any more, so a plain store resets it.
+                shared.state.store(0, Ordering::Release);
+                break false;
+            }
             match shared
                 .state
-                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(state, HOLD, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => break held,
+                Ok(_) => break true,
                 // Only the holder's release can change the word now, and it
                 // does so once: this loop runs at most twice.
                 Err(actual) => state = actual,
@@ -376,6 +386,8 @@ impl<T> Future for Recv<'_, T> {
 
 impl<T> fmt::Debug for Recv<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recv").field("receiver", &self.receiver).finish()
+        f.debug_struct("Recv")
+            .field("receiver", &self.receiver)
+            .finish()
     }
 }

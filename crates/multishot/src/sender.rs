@@ -66,7 +66,9 @@ impl<T> Sender<T> {
         // SAFETY: while the sender is live (TX_DONE clear) nobody else
         // accesses the value slot: the receiver reads it only after it
         // observes VALUE, which the RMW inside `finish_sender` sets.
-        shared.value.with_mut(|slot| unsafe { (*slot).write(value) });
+        shared
+            .value
+            .with_mut(|slot| unsafe { (*slot).write(value) });
         // SAFETY: we are the live sender, we wrote the slot, and we do not
         // touch the block afterwards (`self` was forgotten).
         match unsafe { Inner::finish_sender(inner, true) } {
@@ -165,6 +167,8 @@ impl<T> Future for Closed<'_, T> {
 
 impl<T> fmt::Debug for Closed<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Closed").field("sender", &self.sender).finish()
+        f.debug_struct("Closed")
+            .field("sender", &self.sender)
+            .finish()
     }
 }

@@ -56,7 +56,10 @@ fn recv_is_fused_and_reports_closed_after_the_value() {
     let mut fut = r.recv();
     let mut cx = Context::from_waker(Waker::noop());
     assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Ok(1)));
-    assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(Err(RecvError {})));
+    assert_eq!(
+        Pin::new(&mut fut).poll(&mut cx),
+        Poll::Ready(Err(RecvError {}))
+    );
 }
 
 #[test]
@@ -90,7 +93,11 @@ fn same_waker_repoll_does_not_clone() {
     for _ in 0..10 {
         assert!(poll_once(r.recv(), &w).is_pending());
     }
-    assert_eq!(Arc::strong_count(&c), registered, "re-polls cloned the waker");
+    assert_eq!(
+        Arc::strong_count(&c),
+        registered,
+        "re-polls cloned the waker"
+    );
     s.send(1).unwrap();
     assert_eq!(c.0.load(Ordering::SeqCst), 1);
 }
@@ -135,7 +142,11 @@ fn closed_future_resolves_when_the_receiver_drops() {
     assert!(poll_once(s.closed(), &w).is_pending());
     assert!(poll_once(s.closed(), &w).is_pending());
     drop(r);
-    assert_eq!(c.0.load(Ordering::SeqCst), 1, "dropping the receiver woke closed()");
+    assert_eq!(
+        c.0.load(Ordering::SeqCst),
+        1,
+        "dropping the receiver woke closed()"
+    );
     assert!(poll_once(s.closed(), &w).is_ready());
     assert!(s.send(1).is_err());
 }
@@ -154,7 +165,10 @@ fn closed_waker_is_released_when_the_sender_sends() {
 #[cfg_attr(miri, ignore)] // real sleeps are pointless under Miri
 fn recv_timeout_keeps_a_late_value() {
     let (s, mut r) = channel::<String>();
-    assert_eq!(r.recv_timeout(Duration::from_millis(10)), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        r.recv_timeout(Duration::from_millis(10)),
+        Err(RecvTimeoutError::Timeout)
+    );
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         s.send("late".into()).unwrap();
@@ -166,9 +180,15 @@ fn recv_timeout_keeps_a_late_value() {
 #[test]
 fn recv_timeout_zero_and_closed() {
     let (s, mut r) = channel::<u8>();
-    assert_eq!(r.recv_timeout(Duration::ZERO), Err(RecvTimeoutError::Timeout));
+    assert_eq!(
+        r.recv_timeout(Duration::ZERO),
+        Err(RecvTimeoutError::Timeout)
+    );
     drop(s);
-    assert_eq!(r.recv_timeout(Duration::from_secs(60)), Err(RecvTimeoutError::Closed));
+    assert_eq!(
+        r.recv_timeout(Duration::from_secs(60)),
+        Err(RecvTimeoutError::Closed)
+    );
     assert_eq!(r.recv_blocking(), Err(RecvError {}));
     assert_eq!(r.recv_timeout(Duration::MAX), Err(RecvTimeoutError::Closed));
 }
@@ -238,7 +258,10 @@ fn debug_shows_decoded_state() {
     assert!(sd.contains("receiver_closed: false"), "{sd}");
     s.send(1).unwrap();
     let rd = format!("{r:?}");
-    assert!(rd.contains("has_value: true") && rd.contains("closed: true"), "{rd}");
+    assert!(
+        rd.contains("has_value: true") && rd.contains("closed: true"),
+        "{rd}"
+    );
     assert!(!rd.contains("0x"), "Debug must not print pointers: {rd}");
 }
 

@@ -63,6 +63,9 @@ fn every_value_is_dropped_exactly_once() {
         drop(r);
         t.join().unwrap();
     }
-    assert_eq!(CREATED.load(Ordering::SeqCst), DROPPED.load(Ordering::SeqCst));
+    assert_eq!(
+        CREATED.load(Ordering::SeqCst),
+        DROPPED.load(Ordering::SeqCst)
+    );
     assert_eq!(CREATED.load(Ordering::SeqCst), rounds as usize * 7);
 }

@@ -112,7 +112,9 @@ fn recycle_while_old_sender_is_inside_send() {
             }
         };
         assert_eq!(*one, "one");
-        let s2 = r.sender().expect("recycling after a received value always succeeds");
+        let s2 = r
+            .sender()
+            .expect("recycling after a received value always succeeds");
         let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
         let two = drive(r.recv(), &parker);
         assert_eq!(*two.unwrap(), "two");

@@ -82,11 +82,11 @@ pub mod atomic {
     pub use loom::sync::atomic::{
         AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
     };
+    pub use std::sync::atomic::Ordering;
     #[cfg(not(loom))]
     pub use std::sync::atomic::{
         AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
     };
-    pub use std::sync::atomic::Ordering;
 }
 
 /// `Arc`, `Mutex`, `Condvar`: `std::sync`'s or loom's.

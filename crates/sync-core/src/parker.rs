@@ -146,12 +146,11 @@ impl Parker {
     /// Moves `EMPTY` to `PARKED`. Returns `false` if a notification arrived
     /// in the meantime (it is consumed).
     fn announce_parked(&self) -> bool {
-        match self.inner.state.compare_exchange(
-            EMPTY,
-            PARKED,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
+        match self
+            .inner
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
+        {
             Ok(_) => true,
             Err(_) => {
                 // Only an unparker changes the word behind our back, and only
@@ -193,7 +192,10 @@ impl std::task::Wake for Unparker {
 impl core::fmt::Debug for Parker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Parker")
-            .field("notified", &(self.inner.state.load(Ordering::Relaxed) == NOTIFIED))
+            .field(
+                "notified",
+                &(self.inner.state.load(Ordering::Relaxed) == NOTIFIED),
+            )
             .finish()
     }
 }
