@@ -17,6 +17,7 @@ sync_core::thread_local! {
     /// The tag of the worker running on this thread, if any. A `Cell` of a
     /// `Copy` type has no destructor, so it stays readable while other
     /// thread-locals (which may hold `Tagged` values) are being destroyed.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
     static CURRENT: Cell<Option<Tag>> = Cell::new(None);
 }
 
