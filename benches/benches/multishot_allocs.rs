@@ -37,7 +37,11 @@ fn poll<F: Future>(fut: F, cx: &mut Context<'_>) -> Poll<F::Output> {
 }
 
 fn main() {
-    let messages = if benches::smoke_test_mode() { 100 } else { 100_000 };
+    let messages = if benches::smoke_test_mode() {
+        100
+    } else {
+        100_000
+    };
     let mut cx = Context::from_waker(Waker::noop());
     let (first, mut r) = multishot::channel::<u64>();
     drop(first);

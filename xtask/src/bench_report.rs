@@ -126,21 +126,19 @@ fn collect(dir: &Path, since: SystemTime, groups: &mut BTreeMap<String, Vec<Row>
             .and_then(|m| m.modified())
             .map(|t| t >= since)
             .unwrap_or(false);
-        if fresh {
-            if let (Some(b), Some(e)) = (read_json(&meta), read_json(&estimates)) {
-                let group = b["group_id"].as_str().unwrap_or("?").to_string();
-                let param = b["value_str"].as_str().unwrap_or("").to_string();
-                let mut function = b["function_id"].as_str().unwrap_or("?").to_string();
-                if !param.is_empty() {
-                    function = format!("{function}/{param}");
-                }
-                if let Some(median) = e["median"]["point_estimate"].as_f64() {
-                    groups.entry(group).or_default().push(Row {
-                        function,
-                        param,
-                        median_ns: median,
-                    });
-                }
+        if fresh && let (Some(b), Some(e)) = (read_json(&meta), read_json(&estimates)) {
+            let group = b["group_id"].as_str().unwrap_or("?").to_string();
+            let param = b["value_str"].as_str().unwrap_or("").to_string();
+            let mut function = b["function_id"].as_str().unwrap_or("?").to_string();
+            if !param.is_empty() {
+                function = format!("{function}/{param}");
+            }
+            if let Some(median) = e["median"]["point_estimate"].as_f64() {
+                groups.entry(group).or_default().push(Row {
+                    function,
+                    param,
+                    median_ns: median,
+                });
             }
         }
         collect(&path, since, groups);
