@@ -87,7 +87,11 @@ impl Mpsc {
         }
     }
     fn call(&self, x: u64) -> u64 {
-        self.jobs.as_ref().unwrap().send(Box::new(move || black_box(x) + 1)).unwrap();
+        self.jobs
+            .as_ref()
+            .unwrap()
+            .send(Box::new(move || black_box(x) + 1))
+            .unwrap();
         self.answers.recv().unwrap()
     }
 }
@@ -137,11 +141,14 @@ impl Drop for Crossbeam {
 }
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 fn tokio_call(rt: &tokio::runtime::Runtime, x: u64) -> u64 {
-    rt.block_on(async move { tokio::task::spawn_blocking(move || black_box(x) + 1).await }).unwrap()
+    rt.block_on(async move { tokio::task::spawn_blocking(move || black_box(x) + 1).await })
+        .unwrap()
 }
 
 fn scope_call(x: u64) -> u64 {
@@ -217,7 +224,12 @@ fn round_trip(c: &mut Criterion) {
 
 /// Runs `per_thread` round trips on each of `n` threads at once; returns the
 /// wall time.
-fn concurrently<C: Sync>(n: usize, per_thread: u64, ctx: &C, call: impl Fn(&C, u64) -> u64 + Sync) -> Duration {
+fn concurrently<C: Sync>(
+    n: usize,
+    per_thread: u64,
+    ctx: &C,
+    call: impl Fn(&C, u64) -> u64 + Sync,
+) -> Duration {
     let start = std::sync::Barrier::new(n + 1);
     std::thread::scope(|s| {
         for _ in 0..n {
@@ -275,7 +287,8 @@ struct SharedCrossbeam {
 
 impl SharedCrossbeam {
     fn new(capacity: usize) -> Self {
-        let (pings, rx) = crossbeam_channel::bounded::<(u64, crossbeam_channel::Sender<u64>)>(capacity);
+        let (pings, rx) =
+            crossbeam_channel::bounded::<(u64, crossbeam_channel::Sender<u64>)>(capacity);
         let worker = std::thread::spawn(move || {
             for (x, reply) in rx {
                 let _ = reply.send(black_box(x) + 1);
@@ -303,7 +316,11 @@ thread_local! {
 fn shared_mpsc_call(s: &SharedMpsc, x: u64) -> u64 {
     MPSC_REPLY.with(|(tx, rx)| {
         let tx = tx.clone();
-        s.jobs.as_ref().unwrap().send(Box::new(move || tx.send(black_box(x) + 1).unwrap())).unwrap();
+        s.jobs
+            .as_ref()
+            .unwrap()
+            .send(Box::new(move || tx.send(black_box(x) + 1).unwrap()))
+            .unwrap();
         rx.recv().unwrap()
     })
 }
@@ -418,12 +435,17 @@ fn latency_report(smoke: bool) {
     }
     {
         let rt = tokio_runtime();
-        rows.push(measure("tokio-spawn_blocking", slow, |x| tokio_call(&rt, x)));
+        rows.push(measure("tokio-spawn_blocking", slow, |x| {
+            tokio_call(&rt, x)
+        }));
     }
     rows.push(measure("thread-scope", slow, scope_call));
 
     let ours = &rows[0];
-    assert_eq!(ours.allocs_per_call, 0.0, "ours must not allocate per submit");
+    assert_eq!(
+        ours.allocs_per_call, 0.0,
+        "ours must not allocate per submit"
+    );
 
     let mut md = String::new();
     md.push_str("## ste: round-trip latency, each round trip timed on its own\n\n");

@@ -64,10 +64,11 @@
 //!   never block. [`Builder::build`] waits for the prelude; [`Thread::join`]
 //!   and dropping a [`Thread`] wait for the queued tasks and the postlude
 //!   (except on the worker itself, where they only ask it to stop).
-//! - **The spin budget.** A waiting caller, and the idle worker, spin with
-//!   [`sync_core::Backoff`] (exponential: 2^0 ... 2^6 pause instructions,
-//!   127 in all, then 4 `yield_now`s, a few microseconds) and then park. No
-//!   wait ever spins without bound. Under loom the budget is zero.
+//! - **The spin budget.** A waiting caller, and the idle worker, first poll
+//!   their condition 128 times, one pause instruction apart, then follow
+//!   [`sync_core::Backoff`] (2^0 ... 2^6 pause instructions, 127 in all,
+//!   then 4 `yield_now`s), then park. In all a few microseconds; no wait ever
+//!   spins without bound. Under loom the budget is zero (straight to park).
 //! - **What allocates.** `submit`, `drop` and `submit_async` allocate
 //!   nothing per call (the task lives in the caller's frame; the caller's
 //!   thread parker is cached per thread and allocated on its first use).

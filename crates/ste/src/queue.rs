@@ -51,8 +51,8 @@
 //! on `head` and one CAS on the node's state: no system call, no allocation,
 //! no reference-count traffic.
 //!
-//! **The worker's idle wait** mirrors the caller's: spin with a fresh
-//! [`Backoff`] re-reading `head`, then CAS `empty -> SLEEPING` and park until
+//! **The worker's idle wait** mirrors the caller's: spin (bounded, see
+//! [`spin_until`]) re-reading `head`, then CAS `empty -> SLEEPING` and park until
 //! `head` changes. A push (or a shutdown request) that clears `SLEEPING`
 //! unparks it; `Parker` tokens make an unpark that comes before the park
 //! count.
@@ -78,6 +78,36 @@ const WAITING: u8 = 0;
 const PARKING: u8 = 1;
 /// The worker is finished with the node, which now belongs to the caller.
 const DONE: u8 = 2;
+
+/// Polls before the [`Backoff`] starts: one check per pause instruction,
+/// this many times (about as many pauses as `Backoff`'s own spin phase).
+/// `Backoff` spins in exponentially growing blocks without looking, which
+/// would notice a reply arriving mid-block up to 64 pauses late; a reply
+/// usually arrives within a few hundred nanoseconds, so the first stretch
+/// of the wait polls finely. Zero under loom.
+const FINE_POLLS: u32 = if cfg!(loom) { 0 } else { 128 };
+
+/// Waits until `ready()` within the spin budget: [`FINE_POLLS`] fine polls,
+/// then [`Backoff`] (exponential spins, then yields). Returns `false` once
+/// the budget is spent: time to park. Bounded: never spins forever.
+#[inline]
+fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    for _ in 0..FINE_POLLS {
+        if ready() {
+            return true;
+        }
+        sync_core::hint::spin_loop();
+    }
+    let mut backoff = Backoff::new();
+    loop {
+        if ready() {
+            return true;
+        }
+        if !backoff.snooze() {
+            return false;
+        }
+    }
+}
 
 /// The intrusive header of every unit of work. `align(8)` frees the three
 /// low bits of a node address for the queue's flags.
@@ -207,7 +237,6 @@ impl Queue {
     /// Must be called from the worker thread, which `parker` belongs to and
     /// which `self.worker` unparks; only one thread may ever call it.
     pub(crate) fn serve(&self, parker: &Parker) {
-        let mut backoff = Backoff::new();
         loop {
             let current = self.head.load(Ordering::Acquire);
             if !list(current).is_null() {
@@ -224,7 +253,6 @@ impl Queue {
                     // batch; every node in it is valid until run (push's
                     // contract).
                     unsafe { run_batch(list(current)) };
-                    backoff.reset();
                 }
                 continue;
             }
@@ -241,7 +269,8 @@ impl Queue {
                 }
                 continue;
             }
-            if backoff.snooze() {
+            // Idle: spin (bounded) until something arrives.
+            if spin_until(|| self.head.load(Ordering::Relaxed) != current) {
                 continue;
             }
             // Nothing to do and patience spent: announce that we sleep. Only
@@ -263,7 +292,6 @@ impl Queue {
             while self.head.load(Ordering::Acquire) == only_flags(SLEEPING) {
                 parker.park();
             }
-            backoff.reset();
         }
     }
 }
@@ -369,36 +397,28 @@ where
     /// The caller's half of the completion handshake (module docs).
     fn wait(&self, parker: &Parker) {
         let state = &self.node.state;
-        let mut backoff = Backoff::new();
-        loop {
-            if state.load(Ordering::Acquire) == DONE {
-                return;
-            }
-            if backoff.snooze() {
-                continue;
-            }
-            // SAFETY: while the state is WAITING the worker does not touch
-            // `unparker` (it reads it only after seeing PARKING, which only
-            // this thread sets, below).
-            self.node
-                .unparker
-                .with_mut(|u| unsafe { *u = Some(parker.unparker()) });
-            // Release publishes the unparker; acquire (on failure) sees the
-            // result.
-            match state.compare_exchange(WAITING, PARKING, Ordering::Release, Ordering::Acquire) {
-                Ok(_) => {
-                    while state.load(Ordering::Acquire) != DONE {
-                        parker.park();
-                    }
-                    return;
+        if spin_until(|| state.load(Ordering::Acquire) == DONE) {
+            return;
+        }
+        // SAFETY: while the state is WAITING the worker does not touch
+        // `unparker` (it reads it only after seeing PARKING, which only this
+        // thread sets, below).
+        self.node
+            .unparker
+            .with_mut(|u| unsafe { *u = Some(parker.unparker()) });
+        // Release publishes the unparker; acquire (on failure) sees the
+        // result.
+        match state.compare_exchange(WAITING, PARKING, Ordering::Release, Ordering::Acquire) {
+            Ok(_) => {
+                while state.load(Ordering::Acquire) != DONE {
+                    parker.park();
                 }
-                Err(_) => {
-                    // DONE came first: the worker completed through the fast
-                    // path and never looked at `unparker`.
-                    // SAFETY: the worker is finished with the node.
-                    self.node.unparker.with_mut(|u| unsafe { *u = None });
-                    return;
-                }
+            }
+            Err(_) => {
+                // DONE came first: the worker completed through the fast
+                // path and never looked at `unparker`.
+                // SAFETY: the worker is finished with the node.
+                self.node.unparker.with_mut(|u| unsafe { *u = None });
             }
         }
     }

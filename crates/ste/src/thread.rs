@@ -6,9 +6,11 @@ use crate::tag::Tag;
 use core::cell::RefCell;
 use core::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use sync_core::Parker;
-use sync_core::sync::{Arc, Condvar, Mutex};
+use sync_core::atomic::{AtomicBool, Ordering};
+use sync_core::cell::UnsafeCell;
+use sync_core::sync::Arc;
 use sync_core::thread::JoinHandle;
+use sync_core::{Parker, Unparker};
 
 /// What the worker and everyone who may send it work share.
 pub(crate) struct Shared {
@@ -25,11 +27,11 @@ sync_core::thread_local! {
 
 sync_core::thread_local! {
     /// The parker a blocked submitter waits on. Deliberately not
-    /// `sync_core::with_thread_parker`'s: that one is shared with
-    /// `sync_core::future::block_on`, and a submit nested in a `block_on` poll
-    /// (as `SubmitAsync` does) would consume the wake-up token meant for
-    /// `block_on`, which would then sleep forever. Nothing else parks on this
-    /// one, and one thread never has two submits waiting at once.
+    /// `sync_core::with_thread_parker`'s: that one is lent to the outermost
+    /// wait on the thread (often `sync_core::future::block_on`), so a submit
+    /// nested in a `block_on` poll (as `SubmitAsync` does) would get a fresh,
+    /// allocated parker each time. Nothing else parks on this one, and one
+    /// thread never has two submits waiting at once.
     static SUBMIT_PARKER: Parker = Parker::new();
 }
 
@@ -143,11 +145,6 @@ impl Builder {
     /// [`Error::Spawn`] if the OS refuses to start the thread;
     /// [`Error::Panicked`] if the prelude panicked.
     pub fn build(self) -> Result<Thread, Error> {
-        let handoff: Arc<Handoff> = Arc::new(Handoff {
-            started: Mutex::new(None),
-            cond: Condvar::new(),
-        });
-        let worker_handoff = Arc::clone(&handoff);
         let Builder {
             name,
             stack_size,
@@ -161,18 +158,25 @@ impl Builder {
         if let Some(size) = stack_size {
             builder = builder.stack_size(size);
         }
-        let handle = builder
-            .spawn(move || worker_main(prelude, postlude, worker_handoff))
-            .map_err(Error::Spawn)?;
-        let started = {
-            let mut slot = lock(&handoff.started);
-            loop {
-                if let Some(started) = slot.take() {
-                    break started;
-                }
-                slot = handoff.cond.wait(slot).unwrap_or_else(|e| e.into_inner());
+        let (handle, started) = with_submit_parker(|parker| {
+            let handoff = Arc::new(Handoff {
+                ready: AtomicBool::new(false),
+                started: UnsafeCell::new(None),
+                builder: parker.unparker(),
+            });
+            let worker_handoff = Arc::clone(&handoff);
+            let handle = builder
+                .spawn(move || worker_main(prelude, postlude, worker_handoff))
+                .map_err(Error::Spawn)?;
+            while !handoff.ready.load(Ordering::Acquire) {
+                parker.park();
             }
-        };
+            // SAFETY: `ready` (acquire) says the worker wrote the slot and
+            // will not touch it again.
+            let started = handoff.started.with_mut(|s| unsafe { (*s).take() });
+            Ok::<_, Error>((handle, started))
+        })?;
+        let started = started.unwrap_or_else(|| unreachable!("the worker reported nothing"));
         match started {
             Ok(shared) => Ok(Thread {
                 shared,
@@ -188,16 +192,21 @@ impl Builder {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> sync_core::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// How the worker tells `build` that it is ready (or that its prelude
+/// panicked): it fills `started`, sets `ready`, and wakes the builder
+/// through an unparker it co-owns.
+struct Handoff {
+    ready: AtomicBool,
+    started: UnsafeCell<Option<Result<Arc<Shared>, Payload>>>,
+    builder: Unparker,
 }
 
-/// How the worker tells `build` that it is ready (or that its prelude
-/// panicked).
-struct Handoff {
-    started: Mutex<Option<Result<Arc<Shared>, Payload>>>,
-    cond: Condvar,
-}
+// SAFETY: `started` is written once, by the worker, before it sets `ready`
+// (release), and read only by the builder after it saw `ready` (acquire);
+// the payload it carries is `Send`. Everything else is `Sync`.
+unsafe impl Sync for Handoff {}
+// SAFETY: as above; all fields are `Send` (the payload is `Send`).
+unsafe impl Send for Handoff {}
 
 /// What the worker thread returns: the postlude's panic, if any.
 type Exit = Result<(), Payload>;
@@ -220,11 +229,10 @@ fn worker_main(prelude: Option<Hook>, postlude: Option<Hook>, handoff: Arc<Hando
         _ => Ok(Arc::clone(&shared)),
     };
     let serve = started.is_ok();
-    {
-        let mut slot = lock(&handoff.started);
-        *slot = Some(started);
-        handoff.cond.notify_one();
-    }
+    // SAFETY: the builder reads the slot only after `ready`, set below.
+    handoff.started.with_mut(|s| unsafe { *s = Some(started) });
+    handoff.ready.store(true, Ordering::Release);
+    handoff.builder.unpark();
     drop(handoff);
 
     let mut exit = Ok(());

@@ -207,22 +207,38 @@ impl core::fmt::Debug for Unparker {
 }
 
 crate::thread_local! {
-    static THREAD_PARKER: Parker = Parker::new();
+    static THREAD_PARKER: (Parker, core::cell::Cell<bool>) =
+        (Parker::new(), core::cell::Cell::new(false));
 }
 
 /// Runs `f` with this thread's cached [`Parker`], creating it on first use.
 ///
-/// Lets blocking calls wait without allocating. Nested waits on one thread
-/// share it; that is sound because every waiter re-checks its own condition
-/// after `park` returns (a token consumed by the "wrong" waiter only causes a
-/// spurious return in the right one, which re-checks; none is lost, since
-/// only one of them is actually parked at a time).
+/// Lets blocking calls wait without allocating. The cached parker is lent to
+/// one wait at a time: a *nested* wait on the same thread (a blocking call
+/// made from inside a future polled by a `block_on`, say) gets a fresh
+/// parker of its own for its duration. Sharing one would lose wake-ups: the
+/// nested wait could consume a token meant for the outer waiter, which then
+/// parks with nothing left to wake it.
 ///
 /// # Panics
 ///
 /// If called while the thread-local is being destroyed.
 pub fn with_thread_parker<R>(f: impl FnOnce(&Parker) -> R) -> R {
-    THREAD_PARKER.with(f)
+    /// Marks the cached parker free again, also when `f` unwinds.
+    struct Lend<'a>(&'a core::cell::Cell<bool>);
+    impl Drop for Lend<'_> {
+        fn drop(&mut self) {
+            self.0.set(false);
+        }
+    }
+    THREAD_PARKER.with(|(parker, in_use)| {
+        if in_use.replace(true) {
+            // Nested: the cached parker belongs to the outer wait.
+            return f(&Parker::new());
+        }
+        let _lend = Lend(in_use);
+        f(parker)
+    })
 }
 
 #[cfg(all(test, not(loom)))]
@@ -296,6 +312,25 @@ mod tests {
 
     #[test]
     fn thread_parker_is_reused() {
+        let a = with_thread_parker(|p| Arc::as_ptr(&p.inner));
+        let b = with_thread_parker(|p| Arc::as_ptr(&p.inner));
+        assert_eq!(a, b);
+    }
+
+    /// A nested wait must not consume the outer waiter's token.
+    #[test]
+    fn nested_wait_does_not_steal_the_outer_token() {
+        with_thread_parker(|outer| {
+            outer.unparker().unpark(); // a wake for the outer waiter
+            with_thread_parker(|inner| {
+                assert!(!core::ptr::eq(inner, outer), "nested wait got its own parker");
+                inner.unparker().unpark();
+                inner.park();
+            });
+            assert!(outer.try_consume(), "the outer token survived the nested wait");
+        });
+        // After an unwinding nested user, the cached parker is free again.
+        let _ = std::panic::catch_unwind(|| with_thread_parker(|_| panic!("boom")));
         let a = with_thread_parker(|p| Arc::as_ptr(&p.inner));
         let b = with_thread_parker(|p| Arc::as_ptr(&p.inner));
         assert_eq!(a, b);

@@ -54,8 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Open the device on its thread; hand out a tagged handle.
-    let device = Arc::new(thread.submit(|| ste::Tagged::new(Rc::new(RefCell::new(Device::open()))))?);
-    assert!(device.try_get().is_none(), "not usable off the device thread");
+    let device =
+        Arc::new(thread.submit(|| ste::Tagged::new(Rc::new(RefCell::new(Device::open()))))?);
+    assert!(
+        device.try_get().is_none(),
+        "not usable off the device thread"
+    );
 
     // Several producers write audio buffers that live on their own stacks.
     let producers: Vec<_> = (0..4)
@@ -107,6 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Arc::try_unwrap(device).map_err(|_| "device still shared")?;
     // Through an `Arc`, name the method fully: `Arc` itself implements `Drop`.
     ste::Thread::drop(&thread, device)?;
-    Arc::try_unwrap(thread).map_err(|_| "thread still shared")?.join()?;
+    Arc::try_unwrap(thread)
+        .map_err(|_| "thread still shared")?
+        .join()?;
     Ok(())
 }
