@@ -323,11 +323,17 @@ mod tests {
         with_thread_parker(|outer| {
             outer.unparker().unpark(); // a wake for the outer waiter
             with_thread_parker(|inner| {
-                assert!(!core::ptr::eq(inner, outer), "nested wait got its own parker");
+                assert!(
+                    !core::ptr::eq(inner, outer),
+                    "nested wait got its own parker"
+                );
                 inner.unparker().unpark();
                 inner.park();
             });
-            assert!(outer.try_consume(), "the outer token survived the nested wait");
+            assert!(
+                outer.try_consume(),
+                "the outer token survived the nested wait"
+            );
         });
         // After an unwinding nested user, the cached parker is free again.
         let _ = std::panic::catch_unwind(|| with_thread_parker(|_| panic!("boom")));
