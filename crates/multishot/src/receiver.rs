@@ -237,12 +237,11 @@ impl<T> Receiver<T> {
         if state & VALUE == 0 || self.local(|l| core::mem::replace(&mut l.value_taken, true)) {
             return Err(RecvError {});
         }
-        // SAFETY: VALUE was published (Acquire) by the sender, which is done
-        // with the slot; `value_taken` was false, so it is read exactly once.
-        Ok(self
-            .shared()
-            .value
-            .with_mut(|p| unsafe { (*p).assume_init_read() }))
+        Ok(self.shared().value.with_mut(|p| {
+            // SAFETY: VALUE was published (Acquire) by the sender, which is
+            // done with the slot; `value_taken` was false: read exactly once.
+            unsafe { (*p).assume_init_read() }
+        }))
     }
 
     pub(crate) fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<T, RecvError>> {
@@ -282,11 +281,11 @@ impl<T> Receiver<T> {
             waker.wake_by_ref();
             return Poll::Pending;
         }
-        // SAFETY: RX_WAKER and HOLD are clear and the sender is alive, so
-        // nobody else touches rx_waker until we set RX_WAKER below.
-        shared
-            .rx_waker
-            .with_mut(|p| unsafe { *p = Some(waker.clone()) });
+        shared.rx_waker.with_mut(|p| {
+            // SAFETY: RX_WAKER and HOLD are clear and the sender is alive, so
+            // nobody else touches rx_waker until we set RX_WAKER below.
+            unsafe { *p = Some(waker.clone()) }
+        });
         let prev = shared.state.fetch_or(RX_WAKER, Ordering::AcqRel);
         if prev & TX_DONE != 0 {
             // The sender finished before our waker was visible, so it did not
@@ -321,11 +320,11 @@ impl<T> Drop for Receiver<T> {
         let shared = self.shared();
         let prev = shared.state.fetch_or(RX_GONE, Ordering::AcqRel);
         if prev & VALUE != 0 && !value_taken {
-            // SAFETY: VALUE was published before our RMW, so the sender is
-            // done with the slot and the value is ours to drop, exactly once.
-            shared
-                .value
-                .with_mut(|p| unsafe { (*p).assume_init_drop() });
+            shared.value.with_mut(|p| {
+                // SAFETY: VALUE was published before our RMW, so the sender
+                // is done with the slot and the value is ours to drop, once.
+                unsafe { (*p).assume_init_drop() }
+            });
         }
         let sender_alive = prev & TX_DONE == 0;
         if sender_alive && prev & TX_WAKER != 0 {

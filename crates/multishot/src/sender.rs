@@ -63,12 +63,12 @@ impl<T> Sender<T> {
         core::mem::forget(self); // `finish_sender` below replaces `Drop`
         // SAFETY: the live sender co-owns the block until `finish_sender`.
         let shared = unsafe { inner.as_ref() };
-        // SAFETY: while the sender is live (TX_DONE clear) nobody else
-        // accesses the value slot: the receiver reads it only after it
-        // observes VALUE, which the RMW inside `finish_sender` sets.
-        shared
-            .value
-            .with_mut(|slot| unsafe { (*slot).write(value) });
+        shared.value.with_mut(|slot| {
+            // SAFETY: while the sender is live (TX_DONE clear) nobody else
+            // accesses the value slot: the receiver reads it only after it
+            // observes VALUE, which the RMW inside `finish_sender` sets.
+            unsafe { (*slot).write(value) }
+        });
         // SAFETY: we are the live sender, we wrote the slot, and we do not
         // touch the block afterwards (`self` was forgotten).
         match unsafe { Inner::finish_sender(inner, true) } {
@@ -112,11 +112,11 @@ impl<T> Sender<T> {
         if state & RX_GONE != 0 {
             return Poll::Ready(());
         }
-        // SAFETY: TX_WAKER is clear, so the receiver does not touch tx_waker
-        // (it takes it only if TX_WAKER was set when it left).
-        shared
-            .tx_waker
-            .with_mut(|slot| unsafe { *slot = Some(cx.waker().clone()) });
+        shared.tx_waker.with_mut(|slot| {
+            // SAFETY: TX_WAKER is clear, so the receiver does not touch
+            // tx_waker (it takes it only if TX_WAKER was set when it left).
+            unsafe { *slot = Some(cx.waker().clone()) }
+        });
         let prev = shared.state.fetch_or(TX_WAKER, Ordering::AcqRel);
         if prev & RX_GONE != 0 {
             // The receiver left before our waker was visible, so it does not
