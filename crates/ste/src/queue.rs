@@ -369,26 +369,26 @@ where
         // `park`, an `Arc` clone), but keep a guard that turns a bug into an
         // abort instead of a use-after-free.
         let guard = AbortOnUnwind;
-        // SAFETY: `self` lives in this frame until this function returns,
-        // and it returns only after the push failed (the worker never saw the
-        // node) or after `wait` observed `DONE`. It is not moved meanwhile
-        // (it is borrowed by `node`).
+        // `self` lives in this frame until this function returns, and it
+        // returns only after the push failed (the worker never saw the node)
+        // or after `wait` observed `DONE`. It is not moved meanwhile.
+        // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
         if pushed.is_ok() {
             self.wait(parker);
         }
         core::mem::forget(guard);
         match pushed {
-            // SAFETY: `DONE` was observed with acquire: the worker is gone
-            // from this frame and its writes are visible.
             Ok(()) => Ok(self
                 .output
+                // SAFETY: `DONE` was observed with acquire: the worker is
+                // gone from this frame and its writes are visible.
                 .with_mut(|out| unsafe { (*out).take() })
                 .unwrap_or_else(|| unreachable!("ste: a task completed without a result"))),
-            // SAFETY: the push failed, the worker never saw the node; this
-            // thread is the only user of the task.
             Err(()) => Err(self
                 .func
+                // SAFETY: the push failed, the worker never saw the node;
+                // this thread is the only user of the task.
                 .with_mut(|func| unsafe { (*func).take() })
                 .unwrap_or_else(|| unreachable!("ste: an unpushed task lost its closure"))),
         }
