@@ -140,22 +140,23 @@ fn register(c: &mut Criterion) {
     }
 }
 
-/// How the client side of a ping-pong waits for its reply.
+/// How both sides of a ping-pong wait for their next message.
 #[derive(Clone, Copy)]
 enum Wait {
-    /// An executor-style task, woken through its waker (`block_on`).
+    /// Executor-style tasks, woken through their wakers
+    /// ([`benches::spin_block_on`], the same executor for every channel).
     Task,
-    /// A plain thread blocking in the channel's own blocking receive.
+    /// Plain threads blocking in the channel's own blocking receive.
     Blocking,
 }
 
 /// (4) request/response between two threads. Each message carries the
 /// sender for the next message in the other direction, so the channel under
-/// test is the only synchronisation. The server always blocks; the client
-/// waits as `wait` says. Returns the time for `iters` round trips.
+/// test is the only synchronisation. Both sides wait as `wait` says. Returns
+/// the time for `iters` round trips.
 mod pingpong {
     use super::*;
-    use sync_core::future::block_on;
+    use benches::spin_block_on;
 
     pub struct OursReq(u64, multishot::Sender<OursRep>);
     pub struct OursRep(u64, multishot::Sender<OursReq>);
@@ -164,7 +165,12 @@ mod pingpong {
         let (req_s, mut req_r) = multishot::channel::<OursReq>();
         let (rep_s, mut rep_r) = multishot::channel::<OursRep>();
         let server = std::thread::spawn(move || {
-            while let Ok(OursReq(n, reply)) = req_r.recv_blocking() {
+            loop {
+                let got = match wait {
+                    super::Wait::Task => spin_block_on(req_r.recv()),
+                    super::Wait::Blocking => req_r.recv_blocking(),
+                };
+                let Ok(OursReq(n, reply)) = got else { break };
                 let next = req_r.sender().unwrap();
                 if reply.send(OursRep(n + 1, next)).is_err() {
                     break;
@@ -176,7 +182,7 @@ mod pingpong {
         for n in 0..iters {
             assert!(req.send(OursReq(n, rep)).is_ok());
             let got = match wait {
-                super::Wait::Task => block_on(rep_r.recv()),
+                super::Wait::Task => spin_block_on(rep_r.recv()),
                 super::Wait::Blocking => rep_r.recv_blocking(),
             };
             let Ok(OursRep(m, next)) = got else {
@@ -199,7 +205,12 @@ mod pingpong {
         let (req_s, req_r) = tokio::sync::oneshot::channel::<TokioReq>();
         let server = std::thread::spawn(move || {
             let mut req_r = req_r;
-            while let Ok(TokioReq(n, reply)) = req_r.blocking_recv() {
+            loop {
+                let got = match wait {
+                    super::Wait::Task => spin_block_on(req_r),
+                    super::Wait::Blocking => req_r.blocking_recv(),
+                };
+                let Ok(TokioReq(n, reply)) = got else { break };
                 let (next_s, next_r) = tokio::sync::oneshot::channel();
                 req_r = next_r;
                 if reply.send(TokioRep(n + 1, next_s)).is_err() {
@@ -213,7 +224,7 @@ mod pingpong {
             let (rep_s, rep_r) = tokio::sync::oneshot::channel();
             assert!(req.send(TokioReq(n, rep_s)).is_ok());
             let got = match wait {
-                super::Wait::Task => block_on(rep_r),
+                super::Wait::Task => spin_block_on(rep_r),
                 super::Wait::Blocking => rep_r.blocking_recv(),
             };
             let Ok(TokioRep(m, next)) = got else {
@@ -235,7 +246,12 @@ mod pingpong {
         let (req_s, req_r) = oneshot::channel::<OneshotReq>();
         let server = std::thread::spawn(move || {
             let mut req_r = req_r;
-            while let Ok(OneshotReq(n, reply)) = req_r.recv() {
+            loop {
+                let got = match wait {
+                    super::Wait::Task => spin_block_on(req_r).map_err(|_| ()),
+                    super::Wait::Blocking => req_r.recv().map_err(|_| ()),
+                };
+                let Ok(OneshotReq(n, reply)) = got else { break };
                 let (next_s, next_r) = oneshot::channel();
                 req_r = next_r;
                 if reply.send(OneshotRep(n + 1, next_s)).is_err() {
@@ -249,7 +265,7 @@ mod pingpong {
             let (rep_s, rep_r) = oneshot::channel();
             assert!(req.send(OneshotReq(n, rep_s)).is_ok());
             let got = match wait {
-                super::Wait::Task => block_on(rep_r).map_err(|_| ()),
+                super::Wait::Task => spin_block_on(rep_r).map_err(|_| ()),
                 super::Wait::Blocking => rep_r.recv().map_err(|_| ()),
             };
             let Ok(OneshotRep(m, next)) = got else {
@@ -267,13 +283,13 @@ mod pingpong {
     pub struct FuturesReq(u64, futures::channel::oneshot::Sender<FuturesRep>);
     pub struct FuturesRep(u64, futures::channel::oneshot::Sender<FuturesReq>);
 
-    /// futures' oneshot has no blocking receive: both waits are `block_on`
-    /// (so it appears only in the task-style group).
+    /// futures' oneshot has no blocking receive, so it appears only in the
+    /// task-style group.
     pub fn futures(iters: u64) -> Duration {
         let (req_s, req_r) = futures::channel::oneshot::channel::<FuturesReq>();
         let server = std::thread::spawn(move || {
             let mut req_r = req_r;
-            while let Ok(FuturesReq(n, reply)) = block_on(req_r) {
+            while let Ok(FuturesReq(n, reply)) = spin_block_on(req_r) {
                 let (next_s, next_r) = futures::channel::oneshot::channel();
                 req_r = next_r;
                 if reply.send(FuturesRep(n + 1, next_s)).is_err() {
@@ -286,7 +302,7 @@ mod pingpong {
         for n in 0..iters {
             let (rep_s, rep_r) = futures::channel::oneshot::channel();
             assert!(req.send(FuturesReq(n, rep_s)).is_ok());
-            let Ok(FuturesRep(m, next)) = block_on(rep_r) else {
+            let Ok(FuturesRep(m, next)) = spin_block_on(rep_r) else {
                 panic!("server gone")
             };
             assert_eq!(m, n + 1);

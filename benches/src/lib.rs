@@ -17,3 +17,48 @@ pub fn report_fragment_path(name: &str) -> PathBuf {
 pub fn smoke_test_mode() -> bool {
     std::env::args().any(|a| a == "--test")
 }
+
+/// A one-task, busy-waiting executor for the task-style ping-pong rows:
+/// polls `future`, and while it is pending waits for its waker without ever
+/// sleeping: it re-checks the waker's notification token in a spin loop
+/// (`SPIN_CHECKS` checks, tens of microseconds) and from then on yields the
+/// thread between checks. It re-polls the future only after its waker was
+/// called.
+///
+/// Why not park (`sync_core::future::block_on`): on this kind of virtual
+/// machine a futex wake-up of a parked thread costs 10-20 µs and swings by
+/// ±50% from run to run, the same for every channel, and once one side of a
+/// ping-pong parks the other side's bounded spin runs out too, so a row
+/// built on parking measures the hypervisor's wake-up latency, not the
+/// channel. The spin is long because a short one (a `Backoff` budget of a
+/// microsecond or so) sits right at the edge of one round trip: whole runs
+/// then land either in the spinning or in the yielding regime, a 5x jump
+/// that has nothing to do with the channel. Every peer runs under this same
+/// executor, so the row measures each channel's register / send / wake /
+/// re-poll path.
+pub fn spin_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll};
+    let mut future = std::pin::pin!(future);
+    sync_core::with_thread_parker(|parker| {
+        let waker = parker.waker();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            let mut checks = 0u32;
+            while !parker.try_consume() {
+                if checks < SPIN_CHECKS {
+                    checks += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    })
+}
+
+/// How many times [`spin_block_on`] re-checks for a wake-up before it starts
+/// yielding the thread between checks.
+const SPIN_CHECKS: u32 = 1 << 14;

@@ -137,10 +137,12 @@ pub(crate) const TX_WAKER: usize = 1 << 4;
 pub(crate) const HOLD: usize = 1 << 5;
 
 /// The identity of a registered waker: what `Waker::will_wake` compares.
-pub(crate) type WakerId = (*const (), *const RawWakerVTable);
+/// (The vtable pointer is never null, which lets `Option<WakerId>` use it as
+/// its niche and keeps [`RxLocal`] small.)
+pub(crate) type WakerId = (*const (), NonNull<RawWakerVTable>);
 
 pub(crate) fn waker_id(w: &Waker) -> WakerId {
-    (w.data(), w.vtable() as *const RawWakerVTable)
+    (w.data(), NonNull::from(w.vtable()))
 }
 
 /// Bookkeeping only the receiver reads or writes.
@@ -152,12 +154,19 @@ pub(crate) struct RxLocal {
     pub(crate) registered: Option<WakerId>,
 }
 
+/// The shared block. Cache-line aligned, with the fields every message
+/// touches first (state word, receiver's waker, receiver's bookkeeping, then
+/// the value): for a value of up to 16 bytes one message moves exactly one
+/// cache line between the two threads, and the block never shares a line
+/// with unrelated data another thread writes. The `closed()` waker, rarely
+/// used, comes last.
+#[repr(C, align(64))]
 pub(crate) struct Inner<T> {
     pub(crate) state: AtomicUsize,
-    pub(crate) value: UnsafeCell<MaybeUninit<T>>,
     pub(crate) rx_waker: UnsafeCell<Option<Waker>>,
-    pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
     pub(crate) rx: UnsafeCell<RxLocal>,
+    pub(crate) value: UnsafeCell<MaybeUninit<T>>,
+    pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
     /// Under loom a leaked block leaks this tracked `Arc`, which loom reports.
     #[cfg(loom)]
     _leak_canary: sync_core::sync::Arc<()>,
