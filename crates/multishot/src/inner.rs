@@ -145,6 +145,17 @@ pub(crate) fn waker_id(w: &Waker) -> WakerId {
     (w.data(), NonNull::from(w.vtable()))
 }
 
+/// Starts a new cache line.
+#[repr(align(64))]
+pub(crate) struct LineAligned<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for LineAligned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Bookkeeping only the receiver reads or writes.
 #[derive(Default)]
 pub(crate) struct RxLocal {
@@ -164,8 +175,8 @@ pub(crate) struct RxLocal {
 pub(crate) struct Inner<T> {
     pub(crate) state: AtomicUsize,
     pub(crate) rx_waker: UnsafeCell<Option<Waker>>,
-    pub(crate) rx: UnsafeCell<RxLocal>,
     pub(crate) value: UnsafeCell<MaybeUninit<T>>,
+    pub(crate) rx: LineAligned<UnsafeCell<RxLocal>>,
     pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
     /// Under loom a leaked block leaks this tracked `Arc`, which loom reports.
     #[cfg(loom)]
@@ -180,7 +191,7 @@ impl<T> Inner<T> {
             value: UnsafeCell::new(MaybeUninit::uninit()),
             rx_waker: UnsafeCell::new(None),
             tx_waker: UnsafeCell::new(None),
-            rx: UnsafeCell::new(RxLocal::default()),
+            rx: LineAligned(UnsafeCell::new(RxLocal::default())),
             #[cfg(loom)]
             _leak_canary: sync_core::sync::Arc::new(()),
         });
