@@ -47,7 +47,7 @@ pub fn spin_block_on<F: std::future::Future>(future: F) -> F::Output {
                 return out;
             }
             let mut checks = 0u32;
-            while !parker.try_consume() {
+            while !(parker.is_notified() && parker.try_consume()) {
                 if checks < SPIN_CHECKS {
                     checks += 1;
                     std::hint::spin_loop();

@@ -286,7 +286,10 @@ impl<T> Receiver<T> {
             // nobody else touches rx_waker until we set RX_WAKER below.
             unsafe { *p = Some(waker.clone()) }
         });
-        let prev = shared.state.fetch_or(RX_WAKER, Ordering::AcqRel);
+        // RX_WAKER is clear and only we set it: an add is the same as an or,
+        // and one instruction on x86 (see `Inner::finish_sender`).
+        let prev = shared.state.fetch_add(RX_WAKER, Ordering::AcqRel);
+        debug_assert_eq!(prev & RX_WAKER, 0, "registered twice");
         if prev & TX_DONE != 0 {
             // The sender finished before our waker was visible, so it did not
             // take the slot: undo (nobody else reads RX_WAKER now) and return
@@ -318,7 +321,9 @@ impl<T> Drop for Receiver<T> {
         let value_taken = self.value_taken();
         let inner = self.inner;
         let shared = self.shared();
-        let prev = shared.state.fetch_or(RX_GONE, Ordering::AcqRel);
+        // RX_GONE is set once, here: an add is the same as an or.
+        let prev = shared.state.fetch_add(RX_GONE, Ordering::AcqRel);
+        debug_assert_eq!(prev & RX_GONE, 0, "receiver dropped twice");
         if prev & VALUE != 0 && !value_taken {
             shared.value.with_mut(|p| {
                 // SAFETY: VALUE was published before our RMW, so the sender
@@ -333,7 +338,9 @@ impl<T> Drop for Receiver<T> {
             // SAFETY: TX_WAKER was set while the sender was alive when we set
             // RX_GONE, so the sender will not touch tx_waker again.
             let waker = shared.tx_waker.with_mut(|p| unsafe { (*p).take() });
-            let prev = shared.state.fetch_and(!TX_WAKER, Ordering::AcqRel);
+            // TX_WAKER is set (we hold the slot): a subtraction clears it.
+            let prev = shared.state.fetch_sub(TX_WAKER, Ordering::AcqRel);
+            debug_assert_ne!(prev & TX_WAKER, 0, "tx_waker released twice");
             if prev & TX_DONE != 0 && prev & HOLD == 0 {
                 // SAFETY: the sender finished while we held the slot (it saw
                 // our hold and left the block to us) and no earlier sender

@@ -117,7 +117,9 @@ impl<T> Sender<T> {
             // tx_waker (it takes it only if TX_WAKER was set when it left).
             unsafe { *slot = Some(cx.waker().clone()) }
         });
-        let prev = shared.state.fetch_or(TX_WAKER, Ordering::AcqRel);
+        // TX_WAKER is clear and only we set it: an add is the same as an or.
+        let prev = shared.state.fetch_add(TX_WAKER, Ordering::AcqRel);
+        debug_assert_eq!(prev & TX_WAKER, 0, "closed() waker registered twice");
         if prev & RX_GONE != 0 {
             // The receiver left before our waker was visible, so it does not
             // hold the slot: undo and report.

@@ -94,6 +94,14 @@ impl Parker {
             .is_ok()
     }
 
+    /// Whether a notification is pending, without consuming it: one load.
+    /// Lets a waiter that spins before parking poll with plain loads and
+    /// leave the word to the unparker's write until there is something to
+    /// consume (then [`try_consume`](Self::try_consume)).
+    pub fn is_notified(&self) -> bool {
+        self.inner.state.load(Ordering::Relaxed) == NOTIFIED
+    }
+
     /// Blocks until notified (or spuriously). Returns at once if a
     /// notification is pending, consuming it.
     pub fn park(&self) {
@@ -264,6 +272,17 @@ mod tests {
         assert!(!p.park_deadline(Instant::now() + Duration::from_millis(5)));
         p.unparker().unpark();
         assert!(p.park_deadline(Instant::now() + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn is_notified_peeks_without_consuming() {
+        let p = Parker::new();
+        assert!(!p.is_notified());
+        p.unparker().unpark();
+        assert!(p.is_notified());
+        assert!(p.is_notified(), "peeking does not consume");
+        assert!(p.try_consume());
+        assert!(!p.is_notified());
     }
 
     #[test]
