@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A waker whose clone costs what a real executor's does (an `Arc`
 /// increment), unlike `Waker::noop`, so that cloning on every poll shows.

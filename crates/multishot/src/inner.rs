@@ -20,7 +20,7 @@
 //!
 //! A round is one sender's life. The sender writes the value into the slot
 //! (nobody else touches the slot while `TX_DONE` is clear), then publishes
-//! with a single `fetch_or(VALUE | TX_DONE)`. That read-modify-write both
+//! with a single `fetch_add(VALUE | TX_DONE)`. That read-modify-write both
 //! publishes and, in the value it returns, tells the sender everything it must
 //! still do:
 //!
@@ -65,7 +65,7 @@
 //! slot itself may be in the sender's hands), the poll returns `Pending`
 //! after that **single load: no RMW, no clone**. Otherwise the receiver
 //! registers: it stores a clone in `rx_waker` (which it owns while `RX_WAKER`
-//! is clear) and sets `RX_WAKER` with `fetch_or`. If that RMW reveals that the
+//! is clear) and sets `RX_WAKER` with `fetch_add`. If that RMW reveals that the
 //! sender finished in the meantime, the sender never saw the waker: the
 //! receiver clears the bit again and returns the outcome. To *replace* a
 //! registered waker it must first win the slot back with a compare-exchange
@@ -108,12 +108,29 @@
 //! RMW returns the word as it was, from which it sees whether any other owner
 //! remains; exactly one party sees none and frees.
 //!
+//! ## Adds where an "or" is meant, and the layout
+//!
+//! Setting a bit that is known to be clear (the publish, a registration,
+//! the receiver's departure) is written as `fetch_add`, clearing one known
+//! to be set as `fetch_sub`: the same result, but on x86 a `fetch_or` /
+//! `fetch_and` whose previous value is used compiles to a load followed by
+//! a compare-exchange loop, while an add is a single `lock xadd` that can
+//! neither retry nor fetch the line twice. Each such RMW `debug_assert`s the
+//! bit it assumed. The one `fetch_and` left on the hot path is the sender's
+//! release, which clears whichever of `RX_WAKER` / `HOLD` it finds.
+//!
+//! The block is cache-line aligned with the state word, the receiver's
+//! waker and the value first, so that for a value of up to 16 bytes a
+//! message moves one line between the threads; the receiver's private
+//! bookkeeping sits on the next line, so its writes never take the shared
+//! line away from a sender about to publish.
+//!
 //! ## Cost per message, in atomic RMWs
 //!
 //! | operation | RMWs |
 //! |---|---|
-//! | `send`, receiver not waiting | 1 (`fetch_or`) |
-//! | `send`, receiver waiting | 2 (`fetch_or`, `fetch_and`) |
+//! | `send`, receiver not waiting | 1 (`fetch_add`) |
+//! | `send`, receiver waiting | 2 (`fetch_add`, `fetch_and`) |
 //! | poll, value already there | 0 |
 //! | poll again with the same waker, no value | 0 (one load) |
 //! | poll, first registration | 1 |
