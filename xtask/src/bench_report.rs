@@ -30,11 +30,26 @@ pub fn run(args: &Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&fragments);
     std::fs::create_dir_all(&fragments).map_err(|e| e.to_string())?;
 
-    let mut cargo_args = vec!["bench", "-p", "benches"];
+    // `-p multishot` selects every suite of that crate: `multishot`,
+    // `multishot_allocs`, `multishot_interleaved`, ...
+    let targets = bench_targets(&root.join("benches/Cargo.toml"))?;
+    let mut cargo_args = vec!["bench".to_string(), "-p".into(), "benches".into()];
     for p in &args.packages {
-        cargo_args.push("--bench");
-        cargo_args.push(p);
+        let mine: Vec<&String> = targets
+            .iter()
+            .filter(|t| *t == p || t.starts_with(&format!("{p}_")))
+            .collect();
+        if mine.is_empty() {
+            return Err(format!(
+                "no bench target for crate `{p}` in benches/Cargo.toml"
+            ));
+        }
+        for t in mine {
+            cargo_args.push("--bench".into());
+            cargo_args.push(t.clone());
+        }
     }
+    let cargo_args: Vec<&str> = cargo_args.iter().map(String::as_str).collect();
     run_cmd("cargo", &cargo_args, &[])?;
 
     let criterion_dir = root.join("target/criterion");
@@ -147,4 +162,25 @@ fn collect(dir: &Path, since: SystemTime, groups: &mut BTreeMap<String, Vec<Row>
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The names of the `[[bench]]` targets declared in the benches manifest.
+fn bench_targets(manifest: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+    let mut names = Vec::new();
+    let mut in_bench = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bench = line == "[[bench]]";
+        } else if in_bench && let Some(rest) = line.strip_prefix("name") {
+            let name = rest
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
 }
