@@ -124,7 +124,7 @@
 //! cache line: we measured that (64-byte alignment, receiver bookkeeping on
 //! its own line) and found no gain in the two-thread ping-pong, while the
 //! over-aligned allocation (`posix_memalign` instead of `malloc`) made
-//! every fresh channel 3x slower.
+//! every fresh channel 3.5x slower (22 ns to 76 ns per cycle).
 //!
 //! ## Cost per message, in atomic RMWs
 //!
