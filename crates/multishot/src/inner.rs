@@ -14,7 +14,7 @@
 //! | `TX_DONE`  | sender   | there is no live sender: it sent, was dropped, or none was made yet |
 //! | `RX_GONE`  | receiver | the receiver was dropped |
 //! | `TX_WAKER` | sender   | the sender's [`closed`](crate::Sender::closed) waker is in `tx_waker` |
-//! | `HOLD`     | receiver | a sender of an *earlier* round still holds `rx_waker` (see recycling) |
+//! | `HOLD`     | receiver | if `RX_WAKER` is set, a sender of an *earlier* round holds `rx_waker`; alone, stale (see recycling) |
 //!
 //! ## One round
 //!
@@ -32,9 +32,9 @@
 //! - `RX_WAKER` set: the receiver is (or was) waiting and the publishing RMW
 //!   has, in the same instant, transferred the waker slot to the sender. The
 //!   sender moves the waker out, then releases the slot with a second RMW,
-//!   `fetch_and(!(RX_WAKER | HOLD))`, and only then wakes it. **Two RMWs.**
+//!   `fetch_sub(RX_WAKER)`, and only then wakes it. **Two RMWs.**
 //!
-//! Both are arithmetic/bitwise RMWs, never compare-and-swap loops, so a send
+//! Both are arithmetic RMWs, never compare-and-swap loops, so a send
 //! is wait-free apart from the waker's own `wake`.
 //!
 //! ## Why the receiver's waker is taken out by the sender under a hold, and
@@ -48,13 +48,13 @@
 //! does not help either: the receiver may register between that read and the
 //! publish, and then nobody wakes it. So the publish itself carries the slot
 //! over: while `RX_WAKER` and `TX_DONE` are both set (or, after recycling,
-//! while `HOLD` is set), the slot belongs to the publishing sender, and the
+//! while `RX_WAKER` and `HOLD` are), the slot belongs to the publishing sender, and the
 //! receiver keeps its hands off it. The sender takes the waker **out** of the
 //! block into its own stack, releases the slot, and wakes from its own copy.
 //! After the release it touches nothing of the block, except to free it when
 //! it observes it was the last owner. Waking *after* the release (not before)
 //! means the woken task normally finds the slot already free, so it can
-//! recycle and register again without ever meeting `HOLD`.
+//! recycle and register again without ever meeting a held slot.
 //!
 //! ## The receiver
 //!
@@ -77,25 +77,37 @@
 //! Once `TX_DONE` is set the old sender is finished with the value slot and
 //! the state word, except for, at most, the release of a held waker slot.
 //! [`Receiver::sender`](crate::Receiver::sender) therefore never waits. If
-//! no slot is held, no other party can touch the word any more, and a plain
-//! store resets it for the new round (no RMW at all). If a hold is pending
-//! (`RX_WAKER` with `TX_DONE`), one compare-exchange turns it into `HOLD`;
-//! the only thing that can change the word concurrently is that one release,
-//! so the compare-exchange fails at most once: a bounded number of steps. The old
-//! sender's release clears `RX_WAKER | HOLD`, whichever encoding it finds
-//! (the new round never sets `RX_WAKER` while `HOLD` is set). In the rare
-//! case that the receiver polls in a new round while `HOLD` is still set (the
-//! old sender was preempted between its two RMWs and the receiver was polled
-//! for some other reason), it cannot register in the held slot: it yields
-//! and asks its executor to poll it again. That path is lock-free, not
-//! wait-free; it is documented on [`Recv`](crate::Recv).
+//! no slot is held (`RX_WAKER` clear), no other party can touch the word any
+//! more, and a plain store resets it for the new round (no RMW at all). If a
+//! sender holds the slot, its release may land at any moment; the receiver
+//! knows every other bit exactly, so it resets them with **one `fetch_add`**
+//! (clear `VALUE` and `TX_DONE`, set `HOLD`), which commutes with the
+//! release. No compare-exchange, no retry.
+//!
+//! `HOLD` marks the `RX_WAKER` bit as belonging to an earlier round, so that
+//! the new round's sender does not mistake it for a registration, and the
+//! receiver does not register over it. The holder always releases with the
+//! same `fetch_sub(RX_WAKER)`, whichever round the word is in by then: it
+//! never needs to know whether the receiver recycled. After that release
+//! `HOLD` is left behind, *stale*: `HOLD` without `RX_WAKER` means nothing,
+//! and the receiver clears it for free, in the same add that registers its
+//! next waker (`+RX_WAKER - HOLD`; only the receiver sets `RX_WAKER` or
+//! touches `HOLD`, so it knows both bits), or in the next recycling store.
+//! So the whole encoding is: `RX_WAKER | HOLD` = an earlier sender holds the
+//! slot; `RX_WAKER` alone = this round's registration (handed to this
+//! round's sender once `TX_DONE` is set). In the rare case that the receiver
+//! polls in a new round while an earlier sender still holds the slot (it was
+//! preempted between its two RMWs and the receiver was polled for some
+//! other reason), it cannot register: it yields and asks its executor to
+//! poll it again. That path is lock-free, not wait-free; it is documented on
+//! [`Recv`](crate::Recv).
 //!
 //! ## The sender's `closed()` waker
 //!
 //! The mirror image, on the rare path: the sender stores its waker in
 //! `tx_waker` and sets `TX_WAKER`; a receiver that drops while `TX_WAKER` is
 //! set and the sender is alive takes the slot over, moves the waker out,
-//! releases with `fetch_and(!TX_WAKER)` and wakes it. A sender about to
+//! releases with `fetch_sub(TX_WAKER)` and wakes it. A sender about to
 //! finish first wins its slot back with a compare-exchange (only if it ever
 //! called `closed()`), so `TX_WAKER` together with `RX_GONE` always means
 //! "the departing receiver holds `tx_waker`".
@@ -104,7 +116,7 @@
 //!
 //! Owners are: the receiver (until its drop, plus its hold on `tx_waker`),
 //! the current sender (until its last RMW, plus its hold on `rx_waker`) and
-//! at most one earlier sender holding `rx_waker` (`HOLD`). Every party's last
+//! at most one earlier sender holding `rx_waker` (`RX_WAKER | HOLD`). Every party's last
 //! RMW returns the word as it was, from which it sees whether any other owner
 //! remains; exactly one party sees none and frees.
 //!
@@ -116,8 +128,9 @@
 //! `fetch_and` whose previous value is used compiles to a load followed by
 //! a compare-exchange loop, while an add is a single `lock xadd` that can
 //! neither retry nor fetch the line twice. Each such RMW `debug_assert`s the
-//! bit it assumed. The one `fetch_and` left on the hot path is the sender's
-//! release, which clears whichever of `RX_WAKER` / `HOLD` it finds.
+//! bit it assumed. Every RMW on the message path (publish, release,
+//! registration, recycling) is such an add; the encoding of `HOLD` above
+//! exists so that the release can be one too.
 //!
 //! The fields every message touches on both sides (state word, receiver's
 //! waker, value) come first and together. The block is *not* aligned to a
@@ -131,12 +144,12 @@
 //! | operation | RMWs |
 //! |---|---|
 //! | `send`, receiver not waiting | 1 (`fetch_add`) |
-//! | `send`, receiver waiting | 2 (`fetch_add`, `fetch_and`) |
+//! | `send`, receiver waiting | 2 (`fetch_add`, `fetch_sub`) |
 //! | poll, value already there | 0 |
 //! | poll again with the same waker, no value | 0 (one load) |
 //! | poll, first registration | 1 |
 //! | poll, waker changed | 2 |
-//! | `Receiver::sender` (recycle) | 0 (a store); 1 compare-exchange if a slot is still held (2 if the release races it) |
+//! | `Receiver::sender` (recycle) | 0 (a store); 1 (`fetch_add`) if a sender still holds the waker slot |
 //! | `try_recv`, `is_closed`, `has_value` | 0 |
 //! | drop of a sender without sending | same as `send` |
 //! | drop of the receiver | 1 (2 if the sender waits in `closed()`) |
@@ -161,6 +174,12 @@ pub(crate) type WakerId = (*const (), NonNull<RawWakerVTable>);
 
 pub(crate) fn waker_id(w: &Waker) -> WakerId {
     (w.data(), NonNull::from(w.vtable()))
+}
+
+/// Whether `state` says that a sender of an earlier round still holds
+/// `rx_waker` (so the current round may not use the slot).
+pub(crate) fn earlier_sender_holds(state: usize) -> bool {
+    state & (RX_WAKER | HOLD) == RX_WAKER | HOLD
 }
 
 /// Bookkeeping only the receiver reads or writes.
@@ -245,18 +264,21 @@ impl<T> Inner<T> {
                 // SAFETY: we wrote the slot and the receiver is gone.
                 this.value.with_mut(|p| unsafe { (*p).assume_init_read() })
             });
-            // Other owners: an earlier sender holding rx_waker (HOLD), or the
+            // Other owners: an earlier sender holding rx_waker, or the
             // departing receiver holding tx_waker (TX_WAKER with RX_GONE).
-            if prev & (HOLD | TX_WAKER) == 0 {
+            // (RX_WAKER without HOLD is the receiver's own registration; the
+            // waker in it is dropped with the block.)
+            if !earlier_sender_holds(prev) && prev & TX_WAKER == 0 {
                 // SAFETY: the receiver is gone and nobody holds a slot.
                 unsafe { Self::free(ptr) };
             }
             return value;
         }
-        if prev & RX_WAKER != 0 {
+        if prev & (RX_WAKER | HOLD) == RX_WAKER {
             // Our publish took over rx_waker: move the waker out, release.
-            // SAFETY: RX_WAKER together with our TX_DONE gives the slot to us
-            // until the release below; the receiver does not touch it then.
+            // SAFETY: RX_WAKER without HOLD, together with our TX_DONE, gives
+            // the slot to us until the release below; the receiver does not
+            // touch it then.
             let waker = this.rx_waker.with_mut(|p| unsafe { (*p).take() });
             Self::release_rx_waker(ptr);
             if let Some(w) = waker {
@@ -266,13 +288,18 @@ impl<T> Inner<T> {
         None
     }
 
-    /// Gives `rx_waker` back after a sender (of this round or, under `HOLD`,
-    /// of an earlier one) moved the waker out; frees the block if last.
+    /// Gives `rx_waker` back after a sender (of this round, or of an earlier
+    /// one if the receiver recycled in the meantime) moved the waker out;
+    /// frees the block if last.
     fn release_rx_waker(ptr: NonNull<Self>) {
         // SAFETY: we hold the slot, hence co-own the block until this RMW.
+        // The holder is the only party that clears RX_WAKER while it is
+        // held, so this is always the same subtraction, whatever round the
+        // word is in by now: one `lock xadd`, no retry.
         let prev = unsafe { ptr.as_ref() }
             .state
-            .fetch_and(!(RX_WAKER | HOLD), Ordering::AcqRel);
+            .fetch_sub(RX_WAKER, Ordering::AcqRel);
+        debug_assert_ne!(prev & RX_WAKER, 0, "rx_waker released twice");
         let receiver_gone = prev & RX_GONE != 0;
         let sender_done = prev & TX_DONE != 0;
         let receiver_holds_tx = prev & TX_WAKER != 0;
@@ -334,13 +361,13 @@ impl core::fmt::Debug for Decoded {
         if s & VALUE != 0 {
             list.entry(&format_args!("value published"));
         }
-        if s & RX_WAKER != 0 {
+        if s & (RX_WAKER | HOLD) == RX_WAKER {
             list.entry(&format_args!("receiver waker registered"));
         }
         if s & TX_WAKER != 0 {
             list.entry(&format_args!("sender waker registered"));
         }
-        if s & HOLD != 0 {
+        if earlier_sender_holds(s) {
             list.entry(&format_args!("earlier sender holds waker slot"));
         }
         list.finish()

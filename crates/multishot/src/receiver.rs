@@ -2,7 +2,8 @@
 
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::inner::{
-    Decoded, HOLD, Inner, RX_GONE, RX_WAKER, RxLocal, TX_DONE, TX_WAKER, VALUE, waker_id,
+    Decoded, HOLD, Inner, RX_GONE, RX_WAKER, RxLocal, TX_DONE, TX_WAKER, VALUE,
+    earlier_sender_holds, waker_id,
 };
 use crate::sender::Sender;
 use core::fmt;
@@ -181,36 +182,36 @@ impl<T> Receiver<T> {
     /// unreceived value (if any) instead of dropping it.
     pub fn sender_with_unread(&mut self) -> Option<(Sender<T>, Option<T>)> {
         let shared = self.shared();
-        let mut state = shared.state.load(Ordering::Acquire);
+        let state = shared.state.load(Ordering::Acquire);
         if state & TX_DONE == 0 {
             return None;
         }
         let unread = self.outcome(state).ok();
         let shared = self.shared();
-        // A sender that published while our waker was registered still holds
-        // rx_waker (RX_WAKER with TX_DONE), or an earlier one does (HOLD).
-        // The new round carries that over as HOLD; nothing else survives.
-        let held = loop {
-            if state & (RX_WAKER | HOLD) == 0 {
-                // Nobody holds a slot and the sender is done: no other party
-                // can touch the word any more, so a plain store resets it.
-                shared.state.store(0, Ordering::Release);
-                break false;
-            }
-            match shared
-                .state
-                .compare_exchange(state, HOLD, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break true,
-                // Only the holder's release can change the word now, and it
-                // does so once: this loop runs at most twice.
-                Err(actual) => state = actual,
-            }
-        };
-        if !held {
+        if state & RX_WAKER == 0 {
+            // Nobody holds rx_waker and the sender is done: no other party
+            // can touch the word any more, so a plain store resets it (and
+            // drops a stale HOLD).
+            shared.state.store(0, Ordering::Release);
             // SAFETY: nobody holds rx_waker and the sender is gone, so the
             // slot is the receiver's; empty it for the new round.
             drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+        } else {
+            // A sender (this round's, or an earlier one under HOLD) holds
+            // rx_waker and may release it, with `fetch_sub(RX_WAKER)`, at
+            // any moment. Every other bit is ours to know: reset them with
+            // one add, which commutes with that release, and mark the hold
+            // as belonging to an earlier round. If the release lands first,
+            // the HOLD we set is stale, which is harmless (see the module
+            // docs). One RMW, no retry.
+            let delta =
+                (if state & HOLD == 0 { HOLD } else { 0 }).wrapping_sub(state & (VALUE | TX_DONE));
+            let prev = shared.state.fetch_add(delta, Ordering::AcqRel);
+            debug_assert_eq!(
+                prev & !RX_WAKER,
+                state & !RX_WAKER,
+                "the word changed other than by the holder's release"
+            );
         }
         self.local(|l| *l = RxLocal::default());
         // SAFETY: the state was just reset with TX_DONE clear, and the old
@@ -250,6 +251,14 @@ impl<T> Receiver<T> {
         if state & TX_DONE != 0 {
             return Poll::Ready(self.outcome(state));
         }
+        if earlier_sender_holds(state) {
+            // A sender of an earlier round is still releasing rx_waker (it
+            // was preempted between its two RMWs). We cannot register; ask
+            // to be polled again after letting it run.
+            hint::spin_loop();
+            waker.wake_by_ref();
+            return Poll::Pending;
+        }
         if state & RX_WAKER != 0 {
             let id = waker_id(waker);
             // SAFETY: `rx` is receiver-private; we hold `&mut self`.
@@ -273,28 +282,26 @@ impl<T> Receiver<T> {
                     Err(actual) => state = actual,
                 }
             }
-        } else if state & HOLD != 0 {
-            // An earlier sender is still releasing rx_waker (it was preempted
-            // between its two RMWs). We cannot register; ask to be polled
-            // again after letting it run.
-            hint::spin_loop();
-            waker.wake_by_ref();
-            return Poll::Pending;
+            state &= !RX_WAKER;
         }
         shared.rx_waker.with_mut(|p| {
-            // SAFETY: RX_WAKER and HOLD are clear and the sender is alive, so
-            // nobody else touches rx_waker until we set RX_WAKER below.
+            // SAFETY: RX_WAKER is clear and the sender is alive, so nobody
+            // else touches rx_waker until we set RX_WAKER below.
             unsafe { *p = Some(waker.clone()) }
         });
-        // RX_WAKER is clear and only we set it: an add is the same as an or,
-        // and one instruction on x86 (see `Inner::finish_sender`).
-        let prev = shared.state.fetch_add(RX_WAKER, Ordering::AcqRel);
+        // Set RX_WAKER, and clear a stale HOLD (the earlier holder has
+        // released) in the same instruction. Only the receiver sets RX_WAKER
+        // or touches HOLD, so `state` tells both bits exactly and the add is
+        // exact: one `lock xadd` on x86 (see `Inner::finish_sender`).
+        let delta = RX_WAKER.wrapping_sub(state & HOLD);
+        let prev = shared.state.fetch_add(delta, Ordering::AcqRel);
         debug_assert_eq!(prev & RX_WAKER, 0, "registered twice");
+        debug_assert_eq!(prev & HOLD, state & HOLD, "HOLD changed under us");
         if prev & TX_DONE != 0 {
             // The sender finished before our waker was visible, so it did not
-            // take the slot: undo (nobody else reads RX_WAKER now) and return
-            // the outcome.
-            shared.state.fetch_and(!RX_WAKER, Ordering::AcqRel);
+            // take the slot: undo (nobody else clears RX_WAKER now) and
+            // return the outcome.
+            shared.state.fetch_sub(RX_WAKER, Ordering::AcqRel);
             // SAFETY: the sender saw RX_WAKER clear, so it never held the slot.
             drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
             self.local(|l| l.registered = None);
@@ -341,7 +348,7 @@ impl<T> Drop for Receiver<T> {
             // TX_WAKER is set (we hold the slot): a subtraction clears it.
             let prev = shared.state.fetch_sub(TX_WAKER, Ordering::AcqRel);
             debug_assert_ne!(prev & TX_WAKER, 0, "tx_waker released twice");
-            if prev & TX_DONE != 0 && prev & HOLD == 0 {
+            if prev & TX_DONE != 0 && !earlier_sender_holds(prev) {
                 // SAFETY: the sender finished while we held the slot (it saw
                 // our hold and left the block to us) and no earlier sender
                 // holds rx_waker: we are the last owner.
@@ -352,8 +359,10 @@ impl<T> Drop for Receiver<T> {
             }
             return;
         }
-        let sender_holds_rx = !sender_alive && prev & RX_WAKER != 0;
-        if !sender_alive && !sender_holds_rx && prev & HOLD == 0 {
+        // With the sender done, RX_WAKER means a sender (this round's or,
+        // under HOLD, an earlier one) holds rx_waker: it frees on release.
+        // A HOLD without RX_WAKER is stale.
+        if !sender_alive && prev & RX_WAKER == 0 {
             // SAFETY: no sender is alive and none holds a slot: last owner.
             unsafe { Inner::free(inner) };
         }
@@ -366,7 +375,7 @@ impl<T> fmt::Debug for Receiver<T> {
         f.debug_struct("Receiver")
             .field("closed", &(state & TX_DONE != 0))
             .field("has_value", &(state & VALUE != 0 && !self.value_taken()))
-            .field("waker_registered", &(state & RX_WAKER != 0))
+            .field("waker_registered", &(state & (RX_WAKER | HOLD) == RX_WAKER))
             .field("state", &Decoded(state))
             .finish()
     }

@@ -125,7 +125,7 @@ impl<T> Sender<T> {
             // hold the slot: undo and report.
             // SAFETY: as above; the receiver saw TX_WAKER clear when it left.
             drop(shared.tx_waker.with_mut(|slot| unsafe { (*slot).take() }));
-            shared.state.fetch_and(!TX_WAKER, Ordering::AcqRel);
+            shared.state.fetch_sub(TX_WAKER, Ordering::AcqRel);
             return Poll::Ready(());
         }
         Poll::Pending

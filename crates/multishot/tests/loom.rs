@@ -123,6 +123,38 @@ fn recycle_while_old_sender_is_inside_send() {
     });
 }
 
+/// The first round's sender may still hold the waker slot across two
+/// recycles: the second round ends without a value (its sender is dropped),
+/// the receiver recycles again, and the third round must still be received
+/// and woken, with the slot released exactly once and the block freed once.
+#[test]
+fn two_recycles_while_first_sender_holds_slot() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let parker = Parker::new();
+        let waker = parker.waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
+        let one = loop {
+            match r.try_recv() {
+                Ok(v) => break v,
+                Err(TryRecvError::Empty) => thread::yield_now(),
+                Err(TryRecvError::Closed) => panic!("closed without value"),
+            }
+        };
+        assert_eq!(*one, "one");
+        drop(r.sender().expect("first recycle"));
+        assert_eq!(r.try_recv().err(), Some(TryRecvError::Closed));
+        let s3 = r.sender().expect("second recycle");
+        let t3 = thread::spawn(move || s3.send(payload("three")).unwrap());
+        let three = drive(r.recv(), &parker);
+        assert_eq!(*three.unwrap(), "three");
+        t1.join().unwrap();
+        t3.join().unwrap();
+    });
+}
+
 #[test]
 fn several_recycles_in_a_row() {
     model(|| {
