@@ -3,11 +3,12 @@
 //! and the report gives the median over rounds plus the median of the
 //! per-round ratios ours/peer.
 //!
-//! Why, next to criterion's rows: on a shared virtual machine the cost of a
-//! cache-line transfer between the two vCPUs drifts (we see whole minutes at
-//! ~5x), and criterion measures one row after the other, so two rows can
-//! land in different regimes. A ratio taken within one round compares like
-//! with like. Writes `target/bench-report.d/multishot-interleaved.md`.
+//! These are the suite's only two-thread rows. Why not criterion: on a
+//! shared virtual machine the cost of a cache-line transfer between the two
+//! vCPUs drifts (we see whole minutes at ~5x), and criterion measures one
+//! row after the other, so two rows can land in different regimes. A ratio
+//! taken within one round compares like with like. Writes
+//! `target/bench-report.d/multishot-interleaved.md`.
 
 #[path = "shared/multishot_pingpong.rs"]
 mod pingpong;
@@ -55,7 +56,7 @@ fn main() {
     let (rounds, iters) = if benches::smoke_test_mode() {
         (1, 100)
     } else {
-        (25, 20_000)
+        (41, 20_000)
     };
     let task: [Row; 4] = [
         ("ours-recycled", |n| pingpong::ours(n, Wait::Task)),

@@ -3,8 +3,8 @@
 //! test is the only synchronisation. Both sides wait as `wait` says. Returns
 //! the time for `iters` round trips.
 //!
-//! Shared by the criterion suite (`multishot.rs`) and the interleaved
-//! comparison (`multishot_interleaved.rs`).
+//! Measured by the interleaved comparison (`multishot_interleaved.rs`);
+//! why not by criterion is said in `multishot.rs`.
 
 use benches::spin_block_on;
 use std::time::{Duration, Instant};
