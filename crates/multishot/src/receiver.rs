@@ -110,14 +110,16 @@ impl<T> Receiver<T> {
     /// Blocks the thread until the value arrives or the sender is gone.
     ///
     /// Spins for a bounded moment first (at most a few microseconds of pause
-    /// instructions, [`Backoff::spin`]; it never yields), then parks on a cached per-thread parker: no allocation after the
-    /// thread's first blocking call. Not for use inside an async task.
+    /// instructions, [`Backoff::spin`]; it never yields), then parks on a
+    /// cached per-thread parker: no allocation after the thread's first
+    /// blocking call. Not for use inside an async task.
     pub fn recv_blocking(&mut self) -> Result<T, RecvError> {
         self.wait(None).map_err(|_| RecvError {})
     }
 
     /// Blocks for at most `timeout`. A value that arrives after the time-out
-    /// is kept: the next receive returns it.
+    /// is kept: the next receive returns it. With a zero `timeout` it only
+    /// looks: no spin, no sleep.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
         self.wait(Some(deadline.unwrap_or_else(far_future)))
@@ -131,9 +133,15 @@ impl<T> Receiver<T> {
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         // A reply that is a few microseconds away is caught without
-        // registering or parking: spin briefly (bounded, `Backoff::spin`).
+        // registering or parking: spin briefly (bounded, `Backoff::spin`),
+        // unless the deadline has already passed (`recv_timeout(ZERO)` is a
+        // poll, not a wait).
+        let expired = deadline.is_some_and(|d| d <= Instant::now());
         let mut backoff = Backoff::new();
-        while self.shared().state.load(Ordering::Acquire) & TX_DONE == 0 && backoff.spin() {}
+        while !expired
+            && self.shared().state.load(Ordering::Acquire) & TX_DONE == 0
+            && backoff.spin()
+        {}
         with_thread_parker(|parker| {
             let waker = parker.waker();
             loop {
