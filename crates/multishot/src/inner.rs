@@ -9,7 +9,7 @@
 //!
 //! | bit        | set by   | meaning |
 //! |------------|----------|---------|
-//! | `RX_WAKER` | receiver | the receiver's waker is in `rx_waker` and handed over to the sender |
+//! | `RX_WAKER` | receiver | the receiver's waker is in `rx_waker`; once this round's sender finished, the slot is that sender's; with `HOLD`, an earlier sender's |
 //! | `VALUE`    | sender   | a value was published in `value` |
 //! | `TX_DONE`  | sender   | there is no live sender: it sent, was dropped, or none was made yet |
 //! | `RX_GONE`  | receiver | the receiver was dropped |
@@ -35,7 +35,10 @@
 //!   `fetch_sub(RX_WAKER)`, and only then wakes it. **Two RMWs.**
 //!
 //! Both are arithmetic RMWs, never compare-and-swap loops, so a send
-//! is wait-free apart from the waker's own `wake`.
+//! is wait-free apart from the waker's own `wake`. (One exception: a sender
+//! that ever polled [`closed`](crate::Sender::closed) first wins `tx_waker`
+//! back with a compare-exchange, which retries only while the receiver
+//! changes the word at the same moment: lock-free, not wait-free.)
 //!
 //! ## Why the receiver's waker is taken out by the sender under a hold, and
 //! ## why the wake comes last
@@ -47,8 +50,9 @@
 //! sender is still reading the slot. Reading the waker *before* publishing
 //! does not help either: the receiver may register between that read and the
 //! publish, and then nobody wakes it. So the publish itself carries the slot
-//! over: while `RX_WAKER` and `TX_DONE` are both set (or, after recycling,
-//! while `RX_WAKER` and `HOLD` are), the slot belongs to the publishing sender, and the
+//! over: while `RX_WAKER` and `TX_DONE` are both set without `HOLD`, the
+//! slot belongs to this round's sender, and while `RX_WAKER` and `HOLD` are
+//! set, to an earlier round's sender (see recycling); either way the
 //! receiver keeps its hands off it. The sender takes the waker **out** of the
 //! block into its own stack, releases the slot, and wakes from its own copy.
 //! After the release it touches nothing of the block, except to free it when
@@ -116,9 +120,9 @@
 //!
 //! Owners are: the receiver (until its drop, plus its hold on `tx_waker`),
 //! the current sender (until its last RMW, plus its hold on `rx_waker`) and
-//! at most one earlier sender holding `rx_waker` (`RX_WAKER | HOLD`). Every party's last
-//! RMW returns the word as it was, from which it sees whether any other owner
-//! remains; exactly one party sees none and frees.
+//! at most one earlier sender holding `rx_waker` (`RX_WAKER | HOLD`). Every
+//! party's last RMW returns the word as it was, from which it sees whether
+//! any other owner remains; exactly one party sees none and frees.
 //!
 //! ## Adds where an "or" is meant, and the layout
 //!

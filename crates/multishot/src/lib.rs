@@ -44,7 +44,8 @@
 //!   made once per thread).
 //! - **Progress**: [`Sender::send`], [`Receiver::try_recv`] and
 //!   [`Receiver::sender`] are wait-free. Polling [`Recv`] is lock-free (see
-//!   its docs for the one retry case).
+//!   its docs for the one retry case), and so is a send from a sender that
+//!   polled [`Sender::closed`] (see [`Sender::send`]).
 //! - **Cost**: a send is one atomic RMW when the receiver is not waiting and
 //!   two when it is; polling when the value is there costs no RMW, and
 //!   re-polling with the same waker costs a single load. The state machine and

@@ -391,9 +391,9 @@ impl<T> fmt::Debug for Receiver<T> {
 
 /// Future returned by [`Receiver::recv`].
 ///
-/// `Unpin`, fused, cancel-safe. Lock-free: in one rare case (the previous
+/// `Unpin`, fused, cancel-safe. Lock-free: in one rare case (an earlier
 /// round's sender was preempted between its two atomic operations while the
-/// receiver is polled in the next round) it cannot register its waker and
+/// receiver is polled in a later round) it cannot register its waker and
 /// instead wakes itself so the executor polls it again.
 #[must_use = "futures do nothing unless polled"]
 pub struct Recv<'a, T> {

@@ -52,6 +52,11 @@ impl<T> Sender<T> {
     /// waker's `wake`): one atomic RMW if the receiver is not waiting, two if
     /// it is. If the receiver was dropped, the value comes back in the error.
     ///
+    /// If this sender ever polled [`closed`](Self::closed), the send first
+    /// takes its `closed()` waker back with a compare-exchange that retries
+    /// only while the receiver changes the state word at the same moment:
+    /// then it is lock-free rather than wait-free.
+    ///
     /// ```
     /// let (s, r) = multishot::channel::<String>();
     /// drop(r);

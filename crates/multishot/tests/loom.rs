@@ -308,3 +308,34 @@ fn receiver_drop_while_sender_takes_waker() {
         t.join().unwrap();
     });
 }
+
+/// The departing receiver takes the new round's `closed()` waker while an
+/// earlier sender may still hold the receiver's waker slot and the new
+/// sender races both: the free decision is three-way (the earlier sender's
+/// release, the new sender's finish, the receiver's release of `tx_waker`),
+/// and exactly one of them must free the block.
+#[test]
+fn receiver_drop_with_closed_waiter_while_old_sender_holds_slot() {
+    model(|| {
+        let (s, mut r) = channel::<Payload>();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
+        let one = loop {
+            match r.try_recv() {
+                Ok(v) => break v,
+                Err(_) => thread::yield_now(),
+            }
+        };
+        assert_eq!(*one, "one");
+        let mut s2 = r.sender().unwrap();
+        // Registers the new sender's `closed()` waker (TX_WAKER).
+        assert!(pin!(s2.closed()).poll(&mut cx).is_pending());
+        let t2 = thread::spawn(move || {
+            let _ = s2.send(payload("two"));
+        });
+        drop(r);
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
