@@ -307,10 +307,10 @@ impl<T> Inner<T> {
     /// one if the receiver recycled in the meantime) moved the waker out;
     /// frees the block if last.
     fn release_rx_waker(ptr: NonNull<Self>) {
-        // SAFETY: we hold the slot, hence co-own the block until this RMW.
         // The holder is the only party that clears RX_WAKER while it is
         // held, so this is always the same subtraction, whatever round the
         // word is in by now: one `lock xadd`, no retry.
+        // SAFETY: we hold the slot, hence co-own the block until this RMW.
         let prev = unsafe { ptr.as_ref() }
             .state
             .fetch_sub(RX_WAKER, Ordering::AcqRel);
