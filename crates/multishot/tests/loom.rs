@@ -9,7 +9,7 @@
 use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
-use multishot::{RecvError, RecvTimeoutError, TryRecvError, channel};
+use multishot::{Receiver, RecvError, RecvTimeoutError, TryRecvError, channel};
 use std::time::Duration;
 use sync_core::sync::Arc;
 use sync_core::{Parker, future::block_on, model, thread};
@@ -32,6 +32,29 @@ fn drive<F: Future>(fut: F, parker: &Parker) -> F::Output {
         }
         parker.park();
     }
+}
+
+/// The opening of every "an earlier sender may still hold the waker slot"
+/// model: the receiver registers `waker`, a thread sends "one", and the
+/// receiver takes the value with `try_recv` instead of waiting for the wake,
+/// so the sender may still be between its publish and its release. Returns
+/// the receiver and that sender's thread.
+fn received_while_sender_may_hold_slot(
+    waker: &Waker,
+) -> (Receiver<Payload>, thread::JoinHandle<()>) {
+    let (s, mut r) = channel::<Payload>();
+    let mut cx = Context::from_waker(waker);
+    assert!(pin!(r.recv()).poll(&mut cx).is_pending());
+    let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
+    let one = loop {
+        match r.try_recv() {
+            Ok(v) => break v,
+            Err(TryRecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Closed) => panic!("closed without value"),
+        }
+    };
+    assert_eq!(*one, "one");
+    (r, t1)
 }
 
 #[test]
@@ -98,20 +121,8 @@ fn same_waker_fast_path_vs_send() {
 #[test]
 fn recycle_while_old_sender_is_inside_send() {
     model(|| {
-        let (s, mut r) = channel::<Payload>();
         let parker = Parker::new();
-        let waker = parker.waker();
-        let mut cx = Context::from_waker(&waker);
-        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
-        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
-        let one = loop {
-            match r.try_recv() {
-                Ok(v) => break v,
-                Err(TryRecvError::Empty) => thread::yield_now(),
-                Err(TryRecvError::Closed) => panic!("closed without value"),
-            }
-        };
-        assert_eq!(*one, "one");
+        let (mut r, t1) = received_while_sender_may_hold_slot(&parker.waker());
         let s2 = r
             .sender()
             .expect("recycling after a received value always succeeds");
@@ -130,20 +141,8 @@ fn recycle_while_old_sender_is_inside_send() {
 #[test]
 fn two_recycles_while_first_sender_holds_slot() {
     model(|| {
-        let (s, mut r) = channel::<Payload>();
         let parker = Parker::new();
-        let waker = parker.waker();
-        let mut cx = Context::from_waker(&waker);
-        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
-        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
-        let one = loop {
-            match r.try_recv() {
-                Ok(v) => break v,
-                Err(TryRecvError::Empty) => thread::yield_now(),
-                Err(TryRecvError::Closed) => panic!("closed without value"),
-            }
-        };
-        assert_eq!(*one, "one");
+        let (mut r, t1) = received_while_sender_may_hold_slot(&parker.waker());
         drop(r.sender().expect("first recycle"));
         assert_eq!(r.try_recv().err(), Some(TryRecvError::Closed));
         let s3 = r.sender().expect("second recycle");
@@ -268,18 +267,7 @@ fn blocking_receive_with_timeout_vs_send() {
 #[test]
 fn receiver_drop_while_old_sender_holds_slot() {
     model(|| {
-        let (s, mut r) = channel::<Payload>();
-        let waker = Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
-        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
-        let one = loop {
-            match r.try_recv() {
-                Ok(v) => break v,
-                Err(_) => thread::yield_now(),
-            }
-        };
-        assert_eq!(*one, "one");
+        let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
         let s2 = r.sender().unwrap();
         let t2 = thread::spawn(move || {
             let _ = s2.send(payload("two"));
@@ -317,17 +305,8 @@ fn receiver_drop_while_sender_takes_waker() {
 #[test]
 fn receiver_drop_with_closed_waiter_while_old_sender_holds_slot() {
     model(|| {
-        let (s, mut r) = channel::<Payload>();
+        let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
         let mut cx = Context::from_waker(Waker::noop());
-        assert!(pin!(r.recv()).poll(&mut cx).is_pending());
-        let t1 = thread::spawn(move || s.send(payload("one")).unwrap());
-        let one = loop {
-            match r.try_recv() {
-                Ok(v) => break v,
-                Err(_) => thread::yield_now(),
-            }
-        };
-        assert_eq!(*one, "one");
         let mut s2 = r.sender().unwrap();
         // Registers the new sender's `closed()` waker (TX_WAKER).
         assert!(pin!(s2.closed()).poll(&mut cx).is_pending());
