@@ -191,6 +191,13 @@ pub(crate) fn waker_id(w: &Waker) -> WakerId {
     (w.data(), NonNull::from(w.vtable()))
 }
 
+/// Whether `state` holds this round's registration of the receiver's waker
+/// (handed to this round's sender once it finished), as opposed to an
+/// earlier sender's hold ([`earlier_sender_holds`]).
+pub(crate) fn this_rounds_waker(state: usize) -> bool {
+    state & (RX_WAKER | HOLD) == RX_WAKER
+}
+
 /// Whether `state` says that a sender of an earlier round still holds
 /// `rx_waker` (so the current round may not use the slot).
 pub(crate) fn earlier_sender_holds(state: usize) -> bool {
@@ -289,7 +296,7 @@ impl<T> Inner<T> {
             }
             return value;
         }
-        if prev & (RX_WAKER | HOLD) == RX_WAKER {
+        if this_rounds_waker(prev) {
             // Our publish took over rx_waker: move the waker out, release.
             // SAFETY: RX_WAKER without HOLD, together with our TX_DONE, gives
             // the slot to us until the release below; the receiver does not
@@ -376,7 +383,7 @@ impl core::fmt::Debug for Decoded {
         if s & VALUE != 0 {
             list.entry(&format_args!("value published"));
         }
-        if s & (RX_WAKER | HOLD) == RX_WAKER {
+        if this_rounds_waker(s) {
             list.entry(&format_args!("receiver waker registered"));
         }
         if s & TX_WAKER != 0 {

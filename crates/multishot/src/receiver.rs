@@ -3,7 +3,7 @@
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::inner::{
     Decoded, HOLD, Inner, RX_GONE, RX_WAKER, RxLocal, TX_DONE, TX_WAKER, VALUE,
-    earlier_sender_holds, waker_id,
+    earlier_sender_holds, this_rounds_waker, waker_id,
 };
 use crate::sender::Sender;
 use core::fmt;
@@ -383,7 +383,7 @@ impl<T> fmt::Debug for Receiver<T> {
         f.debug_struct("Receiver")
             .field("closed", &(state & TX_DONE != 0))
             .field("has_value", &(state & VALUE != 0 && !self.value_taken()))
-            .field("waker_registered", &(state & (RX_WAKER | HOLD) == RX_WAKER))
+            .field("waker_registered", &this_rounds_waker(state))
             .field("state", &Decoded(state))
             .finish()
     }
