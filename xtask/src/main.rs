@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask verify [--skip STEP]...   every check CI runs, in order, with a summary
 //! cargo xtask fmt | clippy | test | doc
+//! cargo xtask msrv  [-p CRATE]...       product crates' libraries with Rust 1.85.0 (target/msrv)
 //! cargo xtask loom  [-p CRATE]...       loom models (--cfg loom, target/loom)
 //! cargo xtask miri  [-p CRATE]...       Miri over the Miri-eligible tests (target/miri)
 //! cargo xtask deny                      cargo-deny: bans, licenses, sources (+ advisories when online)
@@ -163,11 +164,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [-p CRATE]... [--skip STEP]...
 
 commands:
-  verify       fmt, clippy, test, doc, loom, miri, deny, bench-smoke; summary table
+  verify       fmt, clippy, test, doc, msrv, loom, miri, deny, bench-smoke; summary table
   fmt          cargo fmt --all --check
   clippy       cargo clippy --workspace --all-targets -- -D warnings
   test         cargo test --workspace
   doc          cargo doc --workspace --no-deps, warnings denied
+  msrv         every product crate's library (or -p CRATE) checked with Rust 1.85.0,
+               the MSRV, in target/msrv; installs that toolchain if it is missing
   loom         loom models of every crate (or -p CRATE), --cfg loom, target/loom
   miri         Miri over every crate's Miri-eligible tests (or -p CRATE), target/miri
   deny         cargo-deny: bans, licenses, sources (advisories only when online)

@@ -10,6 +10,7 @@ pub const STEP_NAMES: &[&str] = &[
     "clippy",
     "test",
     "doc",
+    "msrv",
     "loom",
     "miri",
     "deny",
@@ -18,6 +19,14 @@ pub const STEP_NAMES: &[&str] = &[
 
 /// The install command printed when Miri is missing and cannot be installed.
 pub const MIRI_INSTALL: &str = "rustup component add --toolchain nightly miri rust-src";
+/// The minimum supported Rust version of every product crate: the
+/// `rust-version` each `crates/*/Cargo.toml` must resolve to (it inherits the
+/// workspace's `[workspace.package] rust-version`).
+pub const MSRV: &str = "1.85";
+/// The toolchain the `msrv` step builds the product crates with.
+pub const MSRV_TOOLCHAIN: &str = "1.85.0";
+/// The install command printed when the MSRV toolchain is missing and cannot be installed.
+pub const MSRV_INSTALL: &str = "rustup toolchain install 1.85.0 --profile minimal";
 /// The install command printed when cargo-deny is missing and cannot be installed.
 pub const DENY_INSTALL: &str = "cargo install cargo-deny --locked";
 
@@ -50,6 +59,7 @@ pub fn run(name: &str, args: &Args) -> StepResult {
             &["doc", "--workspace", "--no-deps"],
             &[("RUSTDOCFLAGS", "-D warnings")],
         ),
+        "msrv" => msrv(args),
         "loom" => loom(args),
         "miri" => miri(args),
         "deny" => deny(),
@@ -130,6 +140,151 @@ fn capture(program: &str, args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// MSRV: every selected product crate's library, checked with the
+/// `MSRV_TOOLCHAIN` in `target/msrv` (so the pinned toolchain's build is not
+/// invalidated), one crate at a time so that each is built with only the
+/// features its own users get. `--locked` keeps the shared `Cargo.lock` as it
+/// is: a dependency the older cargo cannot resolve fails the step instead of
+/// being silently re-resolved. Before building, every crate under `crates/`
+/// must declare `rust-version = MSRV` (a crate that forgot to inherit it, or
+/// raised it, fails here rather than after release).
+fn msrv(args: &Args) -> StepResult {
+    let names = product_package_names()?;
+    let installed = ensure_msrv_toolchain()?;
+    let toolchain = format!("+{MSRV_TOOLCHAIN}");
+    // sync-core first: every other crate builds it, so its errors are
+    // reported under its own name.
+    let mut crates = selected(args);
+    crates.sort_by_key(|c| c != "sync-core");
+    let mut checked = Vec::new();
+    let mut failed = Vec::new();
+    for krate in crates {
+        let Some(name) = names.iter().find(|(dir, _)| *dir == krate).map(|(_, n)| n) else {
+            return Err(format!(
+                "crates/{krate} is not a workspace member: add it to [workspace] members"
+            ));
+        };
+        let built = run_cmd(
+            "cargo",
+            &[
+                &toolchain,
+                "check",
+                "--locked",
+                "--target-dir",
+                "target/msrv",
+                "-p",
+                name,
+                "--lib",
+            ],
+            &[],
+        );
+        match built {
+            Ok(()) => checked.push(name.clone()),
+            Err(_) => failed.push(name.clone()),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(format!(
+            "does not build with Rust {MSRV_TOOLCHAIN}, the declared MSRV: {} \
+             (a std API or language feature newer than {MSRV}? see the errors above)",
+            failed.join(", ")
+        ));
+    }
+    let mut note = format!("{} on {MSRV_TOOLCHAIN}", checked.join(", "));
+    if installed {
+        note.push_str(&format!(
+            " (toolchain installed by this run: {MSRV_INSTALL})"
+        ));
+    }
+    Ok(Done::RanWithNote(note))
+}
+
+/// `(directory under crates/, package name)` for every workspace member under
+/// `crates/`, after checking that each declares `rust-version = MSRV`.
+fn product_package_names() -> Result<Vec<(String, String)>, String> {
+    let out = capture(
+        "cargo",
+        &[
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ],
+    )
+    .ok_or("`cargo metadata --no-deps` failed")?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("cargo metadata: bad JSON: {e}"))?;
+    let crates_dir = workspace_root().join("crates");
+    let mut names = Vec::new();
+    let mut wrong = Vec::new();
+    for pkg in meta["packages"].as_array().into_iter().flatten() {
+        let manifest = Path::new(pkg["manifest_path"].as_str().unwrap_or(""));
+        let Some(dir) = manifest.parent() else {
+            continue;
+        };
+        if dir.parent() != Some(crates_dir.as_path()) {
+            continue;
+        }
+        let name = pkg["name"].as_str().unwrap_or("").to_string();
+        let declared = pkg["rust_version"].as_str();
+        if declared != Some(MSRV) && declared != Some(MSRV_TOOLCHAIN) {
+            wrong.push(format!(
+                "{name} declares rust-version {}",
+                declared.map_or("(none)".into(), |v| format!("\"{v}\""))
+            ));
+        }
+        let dir_name = dir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        names.push((dir_name, name));
+    }
+    if !wrong.is_empty() {
+        return Err(format!(
+            "every product crate must have MSRV {MSRV} (`rust-version.workspace = true` in its \
+             [package]): {}",
+            wrong.join("; ")
+        ));
+    }
+    Ok(names)
+}
+
+/// Makes sure the MSRV toolchain exists, installing it when it does not.
+/// Returns whether it had to be installed.
+fn ensure_msrv_toolchain() -> Result<bool, String> {
+    let list = capture("rustup", &["toolchain", "list"]).unwrap_or_default();
+    let present = list.lines().any(|l| {
+        let name = l.split_whitespace().next().unwrap_or("");
+        name == MSRV_TOOLCHAIN
+            || name
+                .strip_prefix(MSRV_TOOLCHAIN)
+                .is_some_and(|rest| rest.starts_with('-'))
+    });
+    if present {
+        return Ok(false);
+    }
+    eprintln!("    toolchain {MSRV_TOOLCHAIN} missing: installing");
+    run_cmd(
+        "rustup",
+        &[
+            "toolchain",
+            "install",
+            MSRV_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ],
+        &[],
+    )
+    .map_err(|e| {
+        format!(
+            "the MSRV toolchain {MSRV_TOOLCHAIN} is not installed ({e}); \
+             install it with: {MSRV_INSTALL}"
+        )
+    })?;
+    Ok(true)
 }
 
 /// Loom: every `tests/loom*.rs` of the selected crates, built with
