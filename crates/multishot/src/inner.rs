@@ -246,6 +246,9 @@ impl<T> Inner<T> {
 
     /// Frees the block. Does not drop a value in the slot (its owner does).
     ///
+    /// Wakers still in the block are dropped *after* the memory is freed,
+    /// so a waker whose `drop` panics cannot leak the block.
+    ///
     /// # Safety
     ///
     /// `ptr` came from [`allocate`](Self::allocate) and the caller is the
@@ -253,7 +256,16 @@ impl<T> Inner<T> {
     pub(crate) unsafe fn free(ptr: NonNull<Self>) {
         // SAFETY: allocated by `Box::leak` in `allocate`; the caller is the
         // last owner, so this is the only reference.
-        drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+        let block = unsafe { Box::from_raw(ptr.as_ptr()) };
+        drop(Self::into_wakers(block));
+    }
+
+    /// Frees the block's memory and returns the wakers that were in it.
+    fn into_wakers(block: Box<Self>) -> (Option<Waker>, Option<Waker>) {
+        let Inner {
+            rx_waker, tx_waker, ..
+        } = *block;
+        (rx_waker.into_inner(), tx_waker.into_inner())
     }
 
     /// The sender's last act, shared by `send` and the sender's `Drop`:
@@ -271,7 +283,9 @@ impl<T> Inner<T> {
         // SAFETY: a live sender co-owns the block; it stays allocated at
         // least until our final RMW below.
         let this = unsafe { ptr.as_ref() };
-        this.reclaim_tx_waker();
+        // Foreign code (this waker's drop) runs only after the publish below:
+        // a panic in it must not strand an unpublished value.
+        let closed_waker = this.reclaim_tx_waker();
         let flags = TX_DONE | if sent { VALUE } else { 0 };
         // An add, not an or: both bits are clear while a sender is live, so
         // the two agree, and `fetch_add` is one `lock xadd` on x86 where a
@@ -294,6 +308,9 @@ impl<T> Inner<T> {
                 // SAFETY: the receiver is gone and nobody holds a slot.
                 unsafe { Self::free(ptr) };
             }
+            // If this drop panics the value is dropped with the unwind:
+            // once, never leaked.
+            drop(closed_waker);
             return value;
         }
         if this_rounds_waker(prev) {
@@ -307,6 +324,7 @@ impl<T> Inner<T> {
                 w.wake();
             }
         }
+        drop(closed_waker);
         None
     }
 
@@ -334,9 +352,11 @@ impl<T> Inner<T> {
 
     /// Before its last RMW, a sender that registered a `closed()` waker wins
     /// `tx_waker` back (unless the departing receiver already took it) and
-    /// drops the waker, so that `TX_WAKER` with `RX_GONE` keeps meaning "the
-    /// receiver holds tx_waker". One load when `closed()` was never used.
-    fn reclaim_tx_waker(&self) {
+    /// moves the waker out, so that `TX_WAKER` with `RX_GONE` keeps meaning
+    /// "the receiver holds tx_waker". The caller drops the waker after its
+    /// publishing RMW. One load when `closed()` was never used.
+    #[must_use = "drop the waker after publishing, not before"]
+    fn reclaim_tx_waker(&self) -> Option<Waker> {
         let mut state = self.state.load(Ordering::Acquire);
         while state & TX_WAKER != 0 && state & RX_GONE == 0 {
             match self.state.compare_exchange_weak(
@@ -348,12 +368,12 @@ impl<T> Inner<T> {
                 Ok(_) => {
                     // SAFETY: with TX_WAKER cleared and RX_GONE clear, the
                     // receiver will not take tx_waker; it is the sender's.
-                    drop(self.tx_waker.with_mut(|p| unsafe { (*p).take() }));
-                    return;
+                    return self.tx_waker.with_mut(|p| unsafe { (*p).take() });
                 }
                 Err(actual) => state = actual,
             }
         }
+        None
     }
 }
 

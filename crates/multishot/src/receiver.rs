@@ -111,8 +111,13 @@ impl<T> Receiver<T> {
     ///
     /// Spins for a bounded moment first (at most a few microseconds of pause
     /// instructions, [`Backoff::spin`]; it never yields), then parks on a
-    /// cached per-thread parker: no allocation after the thread's first
-    /// blocking call. Not for use inside an async task.
+    /// cached per-thread parker ([`with_thread_parker`]): no allocation
+    /// after the thread's first blocking call at that nesting depth (a call
+    /// inside `sync_core::future::block_on` uses a second cached parker).
+    /// In the rare case that an earlier round's sender was preempted while
+    /// still releasing the waker slot, it re-checks within the same bounded
+    /// budget and then naps on the parker with a growing time-out (10 µs up
+    /// to 1 ms) instead of spinning. Not for use inside an async task.
     pub fn recv_blocking(&mut self) -> Result<T, RecvError> {
         self.wait(None).map_err(|_| RecvError {})
     }
@@ -142,28 +147,36 @@ impl<T> Receiver<T> {
             && self.shared().state.load(Ordering::Acquire) & TX_DONE == 0
             && backoff.spin()
         {}
+        let closed =
+            |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);
         with_thread_parker(|parker| {
             let waker = parker.waker();
+            let mut held = HeldWait::new();
             loop {
-                if let Poll::Ready(out) = self.poll_recv(&waker) {
-                    return out.map_err(|RecvError {}| RecvTimeoutError::Closed);
-                }
-                match deadline {
-                    None => parker.park(),
-                    Some(deadline) => {
-                        if !parker.park_deadline(deadline) {
-                            // Timed out; one last look, since the value may
-                            // have raced the deadline. Our waker stays
-                            // registered: a late wake is a harmless spurious
-                            // unpark of this thread's parker.
-                            return match self.poll_recv(&waker) {
-                                Poll::Ready(out) => {
-                                    out.map_err(|RecvError {}| RecvTimeoutError::Closed)
-                                }
-                                Poll::Pending => Err(RecvTimeoutError::Timeout),
-                            };
+                let timed_out = match self.poll_once(&waker) {
+                    Polled::Ready(out) => return closed(out),
+                    Polled::Registered => match deadline {
+                        None => {
+                            parker.park();
+                            false
                         }
+                        Some(deadline) => !parker.park_deadline(deadline),
+                    },
+                    // Nobody will wake us: look again after a bounded
+                    // spin, then after naps that grow (see `HeldWait`).
+                    Polled::Held => {
+                        held.wait(parker, deadline);
+                        deadline.is_some_and(|d| d <= Instant::now())
                     }
+                };
+                if timed_out {
+                    // Timed out; one last look, since the value may have
+                    // raced the deadline. A waker left registered is a
+                    // harmless spurious unpark of this thread's parker later.
+                    return match self.poll_once(&waker) {
+                        Polled::Ready(out) => closed(out),
+                        Polled::Registered | Polled::Held => Err(RecvTimeoutError::Timeout),
+                    };
                 }
             }
         })
@@ -196,14 +209,14 @@ impl<T> Receiver<T> {
         }
         let unread = self.outcome(state).ok();
         let shared = self.shared();
-        if state & RX_WAKER == 0 {
+        let stale_waker = if state & RX_WAKER == 0 {
             // Nobody holds rx_waker and the sender is done: no other party
             // can touch the word any more, so a plain store resets it (and
             // drops a stale HOLD).
             shared.state.store(0, Ordering::Release);
             // SAFETY: nobody holds rx_waker and the sender is gone, so the
             // slot is the receiver's; empty it for the new round.
-            drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+            shared.rx_waker.with_mut(|p| unsafe { (*p).take() })
         } else {
             // A sender (this round's, or an earlier one under HOLD) holds
             // rx_waker and may release it, with `fetch_sub(RX_WAKER)`, at
@@ -220,11 +233,17 @@ impl<T> Receiver<T> {
                 state & !RX_WAKER,
                 "the word changed other than by the holder's release"
             );
-        }
+            None
+        };
         self.local(|l| *l = RxLocal::default());
         // SAFETY: the state was just reset with TX_DONE clear, and the old
         // sender is gone: the new one is the only sender.
-        Some((unsafe { Sender::from_inner(self.inner) }, unread))
+        let sender = unsafe { Sender::from_inner(self.inner) };
+        // Foreign code last: if this drop panics, the new round is already
+        // consistent, and unwinding drops the new sender (closing the round)
+        // and the unread value.
+        drop(stale_waker);
+        Some((sender, unread))
     }
 
     /// Whether the sender is gone (it sent, was dropped, or was never made).
@@ -253,27 +272,40 @@ impl<T> Receiver<T> {
         }))
     }
 
-    pub(crate) fn poll_recv(&mut self, waker: &Waker) -> Poll<Result<T, RecvError>> {
+    /// One poll of the receive: the outcome, or a registration of `waker`,
+    /// or the report that an earlier round's sender still holds the waker
+    /// slot (so nothing could be registered).
+    ///
+    /// Foreign code (the waker's `clone` and `drop`) runs only while the
+    /// state is consistent: the clone before anything is claimed, a replaced
+    /// or unneeded waker's drop after the publishing RMW and before the
+    /// value is moved out, so a panicking drop leaves the value in the
+    /// channel for the next receive.
+    pub(crate) fn poll_once(&mut self, waker: &Waker) -> Polled<T> {
         let shared = self.shared();
         let mut state = shared.state.load(Ordering::Acquire);
         if state & TX_DONE != 0 {
-            return Poll::Ready(self.outcome(state));
+            return Polled::Ready(self.outcome(state));
         }
         if earlier_sender_holds(state) {
             // A sender of an earlier round is still releasing rx_waker (it
-            // was preempted between its two RMWs). We cannot register; ask
-            // to be polled again after letting it run.
-            hint::spin_loop();
-            waker.wake_by_ref();
-            return Poll::Pending;
+            // was preempted between its two RMWs): we cannot register.
+            return Polled::Held;
         }
-        if state & RX_WAKER != 0 {
-            let id = waker_id(waker);
-            // SAFETY: `rx` is receiver-private; we hold `&mut self`.
-            if shared.rx.with(|p| unsafe { (*p).registered }) == Some(id) {
-                // Same waker still registered: nothing to do. One load.
-                return Poll::Pending;
-            }
+        let registered = state & RX_WAKER != 0;
+        // SAFETY: `rx` is receiver-private; we hold `&mut self`.
+        if registered && shared.rx.with(|p| unsafe { (*p).registered }) == Some(waker_id(waker)) {
+            // The waker stored in the slot (its identity was taken from the
+            // stored clone, which keeps its data pointer alive) is this
+            // one: `stored.will_wake(waker)`. Nothing to do. One load.
+            return Polled::Registered;
+        }
+        let new = waker.clone();
+        // The identity of the clone we store, not of the borrowed `waker`: a
+        // clone may have another data pointer, and once `waker` is freed its
+        // address may come back as some other task's waker.
+        let new_id = waker_id(&new);
+        if registered {
             // Win the slot back to replace the waker; if the sender finishes
             // first, the outcome is ready and the slot is its to release.
             loop {
@@ -285,17 +317,18 @@ impl<T> Receiver<T> {
                 ) {
                     Ok(_) => break,
                     Err(actual) if actual & TX_DONE != 0 => {
-                        return Poll::Ready(self.outcome(actual));
+                        drop(new);
+                        return Polled::Ready(self.outcome(actual));
                     }
                     Err(actual) => state = actual,
                 }
             }
             state &= !RX_WAKER;
         }
-        shared.rx_waker.with_mut(|p| {
+        let old = shared.rx_waker.with_mut(|p| {
             // SAFETY: RX_WAKER is clear and the sender is alive, so nobody
             // else touches rx_waker until we set RX_WAKER below.
-            unsafe { *p = Some(waker.clone()) }
+            unsafe { (*p).replace(new) }
         });
         // Set RX_WAKER, and clear a stale HOLD (the earlier holder has
         // released) in the same instruction. Only the receiver sets RX_WAKER
@@ -311,12 +344,60 @@ impl<T> Receiver<T> {
             // return the outcome.
             shared.state.fetch_sub(RX_WAKER, Ordering::AcqRel);
             // SAFETY: the sender saw RX_WAKER clear, so it never held the slot.
-            drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+            let unneeded = shared.rx_waker.with_mut(|p| unsafe { (*p).take() });
             self.local(|l| l.registered = None);
-            return Poll::Ready(self.outcome(prev));
+            drop((old, unneeded));
+            return Polled::Ready(self.outcome(prev));
         }
-        self.local(|l| l.registered = Some(waker_id(waker)));
-        Poll::Pending
+        self.local(|l| l.registered = Some(new_id));
+        drop(old);
+        Polled::Registered
+    }
+}
+
+/// What [`Receiver::poll_once`] found.
+pub(crate) enum Polled<T> {
+    /// The round's outcome.
+    Ready(Result<T, RecvError>),
+    /// The waker is registered: the sender will wake it.
+    Registered,
+    /// An earlier round's sender still holds the waker slot; nobody will
+    /// wake this poll, so the caller must look again by itself.
+    Held,
+}
+
+/// How a blocking receive waits while an earlier round's sender holds the
+/// waker slot. That sender is past its publishing RMW and only has its
+/// release left, so the wait normally ends within the holder's next time
+/// slice; but its release wakes nobody in the new round. So: re-check
+/// within the [`Backoff`] budget (spins, then yields), then nap on the
+/// thread's parker for 10 µs, doubling up to 1 ms. Bounded CPU whatever
+/// the scheduler does; never parks without a time-out on this path.
+struct HeldWait {
+    backoff: Backoff,
+    nap: Duration,
+}
+
+impl HeldWait {
+    const FIRST_NAP: Duration = Duration::from_micros(10);
+    const LONGEST_NAP: Duration = Duration::from_millis(1);
+
+    fn new() -> Self {
+        HeldWait {
+            backoff: Backoff::new(),
+            nap: Self::FIRST_NAP,
+        }
+    }
+
+    /// Waits a little, never past `deadline`.
+    fn wait(&mut self, parker: &sync_core::Parker, deadline: Option<Instant>) {
+        if self.backoff.snooze() {
+            return;
+        }
+        let until = Instant::now() + self.nap;
+        self.nap = (self.nap * 2).min(Self::LONGEST_NAP);
+        // A notification only means "look again", like a nap's end.
+        let _notified = parker.park_deadline(deadline.map_or(until, |d| d.min(until)));
     }
 }
 
@@ -332,6 +413,9 @@ impl<T> Default for Receiver<T> {
 }
 
 impl<T> Drop for Receiver<T> {
+    /// Leaves the channel. A value sent but not received is dropped here,
+    /// last, after the block was released: a payload whose `Drop` panics
+    /// cannot leak the block or strand the sender.
     fn drop(&mut self) {
         let value_taken = self.value_taken();
         let inner = self.inner;
@@ -339,20 +423,22 @@ impl<T> Drop for Receiver<T> {
         // RX_GONE is set once, here: an add is the same as an or.
         let prev = shared.state.fetch_add(RX_GONE, Ordering::AcqRel);
         debug_assert_eq!(prev & RX_GONE, 0, "receiver dropped twice");
-        if prev & VALUE != 0 && !value_taken {
+        let unread = (prev & VALUE != 0 && !value_taken).then(|| {
             shared.value.with_mut(|p| {
                 // SAFETY: VALUE was published before our RMW, so the sender
-                // is done with the slot and the value is ours to drop, once.
-                unsafe { (*p).assume_init_drop() }
-            });
-        }
+                // is done with the slot and the value is ours, moved out
+                // once.
+                unsafe { (*p).assume_init_read() }
+            })
+        });
         let sender_alive = prev & TX_DONE == 0;
+        let mut closed_waker = None;
         if sender_alive && prev & TX_WAKER != 0 {
             // The sender waits in `closed()`: we now hold tx_waker. Move the
-            // waker out, release the slot, then wake it.
+            // waker out and release the slot; wake it below.
             // SAFETY: TX_WAKER was set while the sender was alive when we set
             // RX_GONE, so the sender will not touch tx_waker again.
-            let waker = shared.tx_waker.with_mut(|p| unsafe { (*p).take() });
+            closed_waker = shared.tx_waker.with_mut(|p| unsafe { (*p).take() });
             // TX_WAKER is set (we hold the slot): a subtraction clears it.
             let prev = shared.state.fetch_sub(TX_WAKER, Ordering::AcqRel);
             debug_assert_ne!(prev & TX_WAKER, 0, "tx_waker released twice");
@@ -362,18 +448,18 @@ impl<T> Drop for Receiver<T> {
                 // holds rx_waker: we are the last owner.
                 unsafe { Inner::free(inner) };
             }
-            if let Some(w) = waker {
-                w.wake();
-            }
-            return;
-        }
-        // With the sender done, RX_WAKER means a sender (this round's or,
-        // under HOLD, an earlier one) holds rx_waker: it frees on release.
-        // A HOLD without RX_WAKER is stale.
-        if !sender_alive && prev & RX_WAKER == 0 {
+        } else if !sender_alive && prev & RX_WAKER == 0 {
+            // With the sender done, RX_WAKER means a sender (this round's
+            // or, under HOLD, an earlier one) holds rx_waker: it frees on
+            // release. A HOLD without RX_WAKER is stale.
             // SAFETY: no sender is alive and none holds a slot: last owner.
             unsafe { Inner::free(inner) };
         }
+        // Foreign code, now that the block needs nothing more from us.
+        if let Some(w) = closed_waker {
+            w.wake();
+        }
+        drop(unread);
     }
 }
 
@@ -403,7 +489,16 @@ pub struct Recv<'a, T> {
 impl<T> Future for Recv<'_, T> {
     type Output = Result<T, RecvError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.receiver.poll_recv(cx.waker())
+        match self.receiver.poll_once(cx.waker()) {
+            Polled::Ready(out) => Poll::Ready(out),
+            Polled::Registered => Poll::Pending,
+            Polled::Held => {
+                // Ask to be polled again after letting the holder run.
+                hint::spin_loop();
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
     }
 }
 

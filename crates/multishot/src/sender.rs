@@ -117,10 +117,13 @@ impl<T> Sender<T> {
         if state & RX_GONE != 0 {
             return Poll::Ready(());
         }
-        shared.tx_waker.with_mut(|slot| {
+        // Foreign code (the clone) before the slot is claimed; the replaced
+        // waker is dropped after the publishing RMW.
+        let new = cx.waker().clone();
+        let old = shared.tx_waker.with_mut(|slot| {
             // SAFETY: TX_WAKER is clear, so the receiver does not touch
             // tx_waker (it takes it only if TX_WAKER was set when it left).
-            unsafe { *slot = Some(cx.waker().clone()) }
+            unsafe { (*slot).replace(new) }
         });
         // TX_WAKER is clear and only we set it: an add is the same as an or.
         let prev = shared.state.fetch_add(TX_WAKER, Ordering::AcqRel);
@@ -129,10 +132,12 @@ impl<T> Sender<T> {
             // The receiver left before our waker was visible, so it does not
             // hold the slot: undo and report.
             // SAFETY: as above; the receiver saw TX_WAKER clear when it left.
-            drop(shared.tx_waker.with_mut(|slot| unsafe { (*slot).take() }));
+            let unneeded = shared.tx_waker.with_mut(|slot| unsafe { (*slot).take() });
             shared.state.fetch_sub(TX_WAKER, Ordering::AcqRel);
+            drop((old, unneeded));
             return Poll::Ready(());
         }
+        drop(old);
         Poll::Pending
     }
 }

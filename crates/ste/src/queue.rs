@@ -497,9 +497,14 @@ pub(crate) struct BoxTask<F> {
     func: F,
 }
 
-impl<F: FnOnce() + Send> BoxTask<F> {
+impl<F: FnOnce() + Send + 'static> BoxTask<F> {
     /// Allocates the task and pushes it. On a closed queue, gives the
     /// closure back (the caller decides whether to drop or leak it).
+    ///
+    /// `'static` is what makes this sound: the task runs on the worker at
+    /// some later time, after the pusher has returned and after every
+    /// borrow it had may have ended. Nothing the worker runs later may
+    /// borrow from the pusher's scope.
     pub(crate) fn push(queue: &Queue, func: F) -> Result<(), F> {
         let task = Box::into_raw(Box::new(BoxTask {
             node: Node::new(Self::run),

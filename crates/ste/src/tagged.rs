@@ -21,6 +21,28 @@ use sync_core::sync::Arc;
 /// pointer, an audio handle) is handed out to other threads and used only
 /// through `submit`.
 ///
+/// # Why `T: 'static`
+///
+/// A `Tagged` dropped off its worker does not drop `T` there and then: it
+/// queues `T`'s destructor for the worker and returns at once (blocking
+/// would deadlock whenever the worker is waiting on the dropping thread).
+/// That destructor runs *later*, after the dropping scope may have ended. A
+/// `T` that borrowed from that scope (a guard holding `&mut local`, a
+/// `MutexGuard` of a local mutex) would be destroyed after its borrow died:
+/// a use-after-free. So `T` owns everything it refers to, and a borrowed
+/// `Tagged` does not compile:
+///
+/// ```compile_fail
+/// let thread = ste::Thread::new()?;
+/// let mut local = 0;
+/// let escaped = thread.submit(|| ste::Tagged::new(&mut local))?;
+/// drop(escaped); // would queue a destructor that still points at `local`
+/// # Ok::<(), ste::Error>(())
+/// ```
+///
+/// To use borrowed data on the worker, borrow it inside
+/// [`submit`](crate::Thread::submit), which blocks until the worker is done.
+///
 /// # Dropping
 ///
 /// Dropped on its worker, the value is dropped in place. Dropped anywhere
@@ -43,7 +65,7 @@ use sync_core::sync::Arc;
 /// thread.join()?;
 /// # Ok::<(), ste::Error>(())
 /// ```
-pub struct Tagged<T> {
+pub struct Tagged<T: 'static> {
     tag: Tag,
     /// Where to send the value to be dropped.
     owner: Arc<Shared>,
@@ -55,13 +77,13 @@ pub struct Tagged<T> {
 // first, and an off-thread drop moves the value back to that thread without
 // touching it. Moving the bytes of a `T` between threads without using them
 // is not an access.
-unsafe impl<T> Send for Tagged<T> {}
+unsafe impl<T: 'static> Send for Tagged<T> {}
 // SAFETY: a `&Tagged<T>` on another thread gives no access to `T` (the tag
 // check fails there), so all `&T` ever produced live on one thread and `T`
 // need not be `Sync`.
-unsafe impl<T> Sync for Tagged<T> {}
+unsafe impl<T: 'static> Sync for Tagged<T> {}
 
-impl<T> Tagged<T> {
+impl<T: 'static> Tagged<T> {
     /// Tags `value` with the current worker's tag.
     ///
     /// # Panics
@@ -140,7 +162,7 @@ impl<T> Tagged<T> {
     }
 }
 
-impl<T> Deref for Tagged<T> {
+impl<T: 'static> Deref for Tagged<T> {
     type Target = T;
 
     #[track_caller]
@@ -152,7 +174,7 @@ impl<T> Deref for Tagged<T> {
     }
 }
 
-impl<T> DerefMut for Tagged<T> {
+impl<T: 'static> DerefMut for Tagged<T> {
     #[track_caller]
     fn deref_mut(&mut self) -> &mut T {
         let tag = self.tag;
@@ -163,7 +185,7 @@ impl<T> DerefMut for Tagged<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Tagged<T> {
+impl<T: fmt::Debug + 'static> fmt::Debug for Tagged<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Tagged");
         d.field("tag", &self.tag);
@@ -188,7 +210,7 @@ impl<T> SendHome<T> {
     }
 }
 
-impl<T> Drop for Tagged<T> {
+impl<T: 'static> Drop for Tagged<T> {
     fn drop(&mut self) {
         if self.is_current() {
             // SAFETY: dropped once, here; `self.value` is not used again.

@@ -16,12 +16,18 @@
 //! `wake`. If `register` finds a wake in progress it cannot store its waker,
 //! so it wakes the new waker directly (the task will be polled again and find
 //! whatever the waking thread published).
+//!
+//! Wakers are foreign code: `clone`, `wake` and `drop` may panic. Each is
+//! either run after the slot is released, or (the clone, which must happen
+//! inside) caught and re-raised after the release, so an unwind never
+//! leaves the slot claimed.
 
 use crate::atomic::{AtomicUsize, Ordering};
 use crate::cell::UnsafeCell;
 use crate::hint;
 use core::fmt;
 use core::task::Waker;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 const IDLE: usize = 0;
 const REGISTERING: usize = 0b01;
@@ -80,42 +86,61 @@ impl AtomicWaker {
     ///
     /// Must not be called concurrently with itself (one registering task per
     /// slot); if it is, the later call wakes its waker instead of storing it.
+    ///
+    /// # Panics
+    ///
+    /// Only if the waker does: a panic from `waker.clone()`, from dropping
+    /// the replaced waker or from a `wake` delivered here propagates, but
+    /// only after the slot is released and consistent. A failed clone leaves
+    /// the previously stored waker registered.
     pub fn register(&self, waker: &Waker) {
         match self
             .state
             .compare_exchange(IDLE, REGISTERING, Ordering::Acquire, Ordering::Acquire)
         {
             Ok(_) => {
+                // `Waker::clone` is foreign code and may panic. It runs while
+                // we hold REGISTERING, so its unwind is caught here and
+                // re-raised only after the slot is released below: a
+                // panicking clone must not leave the slot claimed forever.
                 // SAFETY: REGISTERING gives us the slot: `take` only touches it
                 // after moving the state from IDLE, which it cannot while we
                 // hold REGISTERING.
-                let old = self.waker.with_mut(|slot| unsafe {
+                let swapped = self.waker.with_mut(|slot| unsafe {
                     match &*slot {
-                        Some(current) if current.will_wake(waker) => None,
-                        _ => (*slot).replace(waker.clone()),
+                        // Compared against the waker actually stored.
+                        Some(current) if current.will_wake(waker) => Ok(None),
+                        _ => catch_unwind(AssertUnwindSafe(|| waker.clone()))
+                            .map(|new| (*slot).replace(new)),
                     }
                 });
-                match self.state.compare_exchange(
+                let woken = match self.state.compare_exchange(
                     REGISTERING,
                     IDLE,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => {}
+                    Ok(_) => None,
                     Err(_) => {
                         // A wake arrived while we were storing: it set WAKING
                         // and left the slot to us. Take the waker back out and
-                        // deliver the wake ourselves.
+                        // deliver the wake ourselves, once the slot is free.
                         // SAFETY: we still hold REGISTERING; the waking side
                         // does not touch the slot in that case.
                         let stored = self.waker.with_mut(|slot| unsafe { (*slot).take() });
                         self.state.swap(IDLE, Ordering::AcqRel);
-                        if let Some(w) = stored {
-                            w.wake();
-                        }
+                        stored
                     }
+                };
+                // The slot is consistent and released: only now run foreign
+                // code (the wake, the replaced waker's drop, a clone's panic).
+                if let Some(w) = woken {
+                    w.wake();
                 }
-                drop(old); // outside the critical section: it may run user code
+                match swapped {
+                    Ok(old) => drop(old),
+                    Err(payload) => resume_unwind(payload),
+                }
             }
             Err(_) => {
                 // A wake is in progress (or a forbidden concurrent register):
@@ -209,6 +234,72 @@ mod tests {
         assert_eq!(a.0.load(Ordering::SeqCst), 0);
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         assert_eq!(Arc::strong_count(&a), 1, "replaced waker was dropped");
+    }
+
+    /// A `Waker::clone` that panics must not leave the slot claimed: the
+    /// panic reaches the caller, the previous waker stays registered, and
+    /// later registrations and wakes work.
+    #[test]
+    fn a_panicking_clone_does_not_brick_the_slot() {
+        use testkit::{HostileWaker, Misbehaviour};
+        let first = HostileWaker::new(Misbehaviour::None);
+        let hostile = HostileWaker::new(Misbehaviour::PanicOnClone);
+        let slot = AtomicWaker::new();
+        slot.register(&first.waker());
+        let w = hostile.waker();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.register(&w)));
+        assert!(unwound.is_err(), "the clone's panic reaches the caller");
+        assert_eq!(hostile.wakes(), 0, "register did not fall back to waking");
+        slot.wake();
+        assert_eq!(first.wakes(), 1, "the earlier waker stayed registered");
+        hostile.disarm();
+        slot.register(&w);
+        assert_eq!(
+            hostile.wakes(),
+            0,
+            "the slot stores again instead of waking"
+        );
+        slot.wake();
+        assert_eq!(hostile.wakes(), 1, "and a wake reaches the stored waker");
+        assert_eq!(hostile.live(), 1, "only the caller's waker is left");
+    }
+
+    /// The slot compares against the waker it stores: a waker whose clones
+    /// all have new data pointers is replaced each time (never "assumed
+    /// same"), and every replaced clone is dropped.
+    #[test]
+    fn clones_with_new_pointers_are_replaced_not_leaked() {
+        use testkit::{HostileWaker, Misbehaviour};
+        let task = HostileWaker::new(Misbehaviour::None);
+        let slot = AtomicWaker::new();
+        let w = task.waker();
+        for _ in 0..3 {
+            slot.register(&w);
+        }
+        assert_eq!(task.live(), 2, "the caller's waker and one stored clone");
+        slot.wake();
+        assert_eq!((task.wakes(), task.live()), (1, 1));
+    }
+
+    /// A replaced waker whose drop panics: the panic reaches the caller
+    /// after the new waker is stored and the slot released.
+    #[test]
+    fn a_panicking_drop_of_the_replaced_waker_leaves_the_new_one() {
+        use testkit::{HostileWaker, Misbehaviour};
+        let old = HostileWaker::new(Misbehaviour::PanicOnDrop);
+        let new = HostileWaker::new(Misbehaviour::None);
+        let slot = AtomicWaker::new();
+        let w = old.waker();
+        slot.register(&w);
+        old.disarm();
+        drop(w); // only the stored clone is left, and it panics when dropped
+        old.arm();
+        let unwound =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.register(&new.waker())));
+        assert!(unwound.is_err());
+        assert_eq!(old.live(), 0);
+        slot.wake();
+        assert_eq!(new.wakes(), 1, "the new waker was stored before the drop");
     }
 
     #[test]

@@ -39,8 +39,9 @@
 //!
 //! # Guarantees
 //!
-//! - No allocation anywhere except `Parker::new` (one `Arc`) and the
-//!   thread-local parker's first use on a thread.
+//! - No allocation anywhere except `Parker::new` (two: the shared block and
+//!   the `Waker` around an `Unparker`) and, through it, the first wait at
+//!   each nesting depth on a thread in [`with_thread_parker`].
 //! - [`Unparker::unpark`] and [`AtomicWaker::wake`] are lock-free; they make
 //!   at most one system call (a futex wake through `Thread::unpark`).
 //! - Nothing here panics except on misuse documented on the item.

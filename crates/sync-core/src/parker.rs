@@ -215,38 +215,47 @@ impl core::fmt::Debug for Unparker {
 }
 
 crate::thread_local! {
-    static THREAD_PARKER: (Parker, core::cell::Cell<bool>) =
-        (Parker::new(), core::cell::Cell::new(false));
+    /// Parkers not lent out right now; one per nesting depth reached so far.
+    static IDLE_PARKERS: core::cell::RefCell<Vec<Parker>> =
+        core::cell::RefCell::new(Vec::new());
 }
 
-/// Runs `f` with this thread's cached [`Parker`], creating it on first use.
+/// Runs `f` with one of this thread's cached [`Parker`]s, creating it on
+/// first use.
 ///
-/// Lets blocking calls wait without allocating. The cached parker is lent to
+/// Lets blocking calls wait without allocating. A cached parker is lent to
 /// one wait at a time: a *nested* wait on the same thread (a blocking call
-/// made from inside a future polled by a `block_on`, say) gets a fresh
-/// parker of its own for its duration. Sharing one would lose wake-ups: the
-/// nested wait could consume a token meant for the outer waiter, which then
-/// parks with nothing left to wake it.
+/// made from inside a future polled by a `block_on`, say) gets a second
+/// parker for its duration. Sharing one would lose wake-ups: the nested wait
+/// could consume a token meant for the outer waiter, which then parks with
+/// nothing left to wake it.
 ///
-/// # Panics
-///
-/// If called while the thread-local is being destroyed.
+/// Allocates only the first time a thread waits at a given nesting depth
+/// (a parker is two small allocations); after that, waits at that depth on
+/// that thread allocate nothing. A parker may come back holding a stale
+/// token from an earlier wait's late wake-up: that is one spurious return
+/// from `park`, which every caller's re-check loop absorbs. During thread
+/// teardown (the thread-local already gone) each call makes a fresh parker.
 pub fn with_thread_parker<R>(f: impl FnOnce(&Parker) -> R) -> R {
-    /// Marks the cached parker free again, also when `f` unwinds.
-    struct Lend<'a>(&'a core::cell::Cell<bool>);
-    impl Drop for Lend<'_> {
+    /// Gives the parker back to the cache, also when `f` unwinds.
+    struct Lend(Option<Parker>);
+    impl Drop for Lend {
         fn drop(&mut self) {
-            self.0.set(false);
+            if let Some(parker) = self.0.take() {
+                // During teardown there is no cache left: just drop it.
+                let _ = IDLE_PARKERS.try_with(|idle| idle.borrow_mut().push(parker));
+            }
         }
     }
-    THREAD_PARKER.with(|(parker, in_use)| {
-        if in_use.replace(true) {
-            // Nested: the cached parker belongs to the outer wait.
-            return f(&Parker::new());
-        }
-        let _lend = Lend(in_use);
-        f(parker)
-    })
+    let cached = IDLE_PARKERS
+        .try_with(|idle| idle.borrow_mut().pop())
+        .ok()
+        .flatten();
+    let lend = Lend(Some(cached.unwrap_or_default()));
+    f(lend
+        .0
+        .as_ref()
+        .unwrap_or_else(|| unreachable!("lent parker taken early")))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -327,6 +336,15 @@ mod tests {
             }
             t.join().unwrap();
         }
+    }
+
+    /// The nested parker is cached too: a `recv_blocking` inside a
+    /// `block_on` does not allocate on every call.
+    #[test]
+    fn nested_parkers_are_reused() {
+        let first = with_thread_parker(|_| with_thread_parker(|p| Arc::as_ptr(&p.inner)));
+        let again = with_thread_parker(|_| with_thread_parker(|p| Arc::as_ptr(&p.inner)));
+        assert_eq!(first, again);
     }
 
     #[test]

@@ -147,3 +147,33 @@ fn atomic_waker_two_wakers() {
         t2.join().unwrap();
     });
 }
+
+/// A registration whose `Waker::clone` panics, racing a wake: the wake
+/// still reaches the waker registered before (the waking thread takes it,
+/// or the unwinding registrar delivers it after releasing the slot), and
+/// afterwards the slot stores and hands out wakers again. (If the register
+/// finds the wake in progress it never clones: it wakes its own waker.)
+#[test]
+fn atomic_waker_panicking_clone_vs_wake() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use testkit::{HostileWaker, Misbehaviour};
+    model(|| {
+        let slot = Arc::new(AtomicWaker::new());
+        let first = HostileWaker::new(Misbehaviour::None);
+        slot.register(&first.waker());
+        let s2 = Arc::clone(&slot);
+        let t = thread::spawn(move || s2.wake());
+        let hostile = HostileWaker::new(Misbehaviour::PanicOnClone);
+        let w = hostile.waker();
+        let unwound = catch_unwind(AssertUnwindSafe(|| slot.register(&w)));
+        assert!(
+            unwound.is_err() || hostile.wakes() == 1,
+            "either the clone's panic reached the caller, or register saw the wake and woke instead"
+        );
+        t.join().unwrap();
+        assert_eq!(first.wakes(), 1, "the wake reached the registered waker");
+        hostile.disarm();
+        slot.register(&w);
+        assert!(slot.take().is_some(), "the slot stores wakers again");
+    });
+}

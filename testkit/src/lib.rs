@@ -1,0 +1,20 @@
+//! Test-only helpers shared by the workspace's crates (a dev-dependency,
+//! never a normal one; it is not published).
+//!
+//! - [`watchdog`]: aborts a test binary that hangs, so a lost wake-up fails
+//!   instead of stalling CI.
+//! - [`HostileWaker`]: wakers that behave as badly as the `RawWaker`
+//!   contract allows: a `clone` that returns a new data pointer every time,
+//!   a `clone` that panics, a `drop` or `wake` that panics. Every crate that
+//!   stores a waker is tested against them.
+//!
+//! Plain `std` only: it works in normal, Miri and loom builds alike (under
+//! Miri the watchdog is off, since Miri's clock is virtual and slow).
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod hostile_waker;
+mod watchdog;
+
+pub use hostile_waker::{HostileWaker, Misbehaviour};
+pub use watchdog::{Watchdog, iters, watchdog};
