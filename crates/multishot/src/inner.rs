@@ -65,9 +65,15 @@
 //! Polling loads the word once. If `TX_DONE` is set, the outcome is known:
 //! the value (read without any RMW) or [`RecvError`](crate::RecvError). If the
 //! sender is alive and the waker already registered is the caller's (same
-//! data pointer and vtable, remembered in receiver-private memory because the
-//! slot itself may be in the sender's hands), the poll returns `Pending`
-//! after that **single load: no RMW, no clone**. Otherwise the receiver
+//! data pointer and vtable as the *stored clone*, remembered in
+//! receiver-private memory because the slot itself may be in the sender's
+//! hands), the poll returns `Pending` after that **single load: no RMW, no
+//! clone**. The identity is the stored clone's, never the borrowed
+//! waker's: a clone may have a new data pointer, and once the borrowed waker
+//! is freed its address can come back as another task's waker, whose poll
+//! would then wrongly skip registering (a lost wake-up). The stored clone
+//! keeps its own address alive, so comparing against it is exactly
+//! `Waker::will_wake` on the stored waker. Otherwise the receiver
 //! registers: it stores a clone in `rx_waker` (which it owns while `RX_WAKER`
 //! is clear) and sets `RX_WAKER` with `fetch_add`. If that RMW reveals that the
 //! sender finished in the meantime, the sender never saw the waker: the
@@ -105,6 +111,20 @@
 //! other reason), it cannot register: it yields and asks its executor to
 //! poll it again. That path is lock-free, not wait-free; it is documented on
 //! [`Recv`](crate::Recv).
+//!
+//! ## Foreign code runs last
+//!
+//! A waker's `clone`, `wake` and `drop` and a payload's `Drop` are foreign
+//! code: they may panic (or re-enter). The rule everywhere in this crate:
+//! clone before claiming a slot; move wakers and values *out* of the block;
+//! publish the state change with the RMW; and only then wake or drop what
+//! was moved out. An unwind from foreign code therefore always starts from
+//! a consistent, published state: `send` has delivered its value before it
+//! drops the `closed()` waker, a registration is published before the
+//! replaced waker is dropped, recycling has made the new round before it
+//! drops a stale waker, the receiver's drop has released (or freed) the
+//! block before it drops an unread value, and freeing the block releases
+//! its memory before the wakers left in it are dropped.
 //!
 //! ## The sender's `closed()` waker
 //!
@@ -261,6 +281,7 @@ impl<T> Inner<T> {
     }
 
     /// Frees the block's memory and returns the wakers that were in it.
+    #[allow(clippy::boxed_local)] // the box is the point: its memory is freed here
     fn into_wakers(block: Box<Self>) -> (Option<Waker>, Option<Waker>) {
         let Inner {
             rx_waker, tx_waker, ..

@@ -40,8 +40,9 @@
 //!
 //! - **Allocation**: one, in [`channel`] / [`Receiver::new`]. Sending,
 //!   receiving and recycling never allocate (cloning the task's `Waker` on
-//!   first registration aside; the blocking receive uses a per-thread parker
-//!   made once per thread).
+//!   registration aside; the blocking receive uses a cached per-thread
+//!   parker, made on the thread's first blocking receive at each nesting
+//!   depth: a `recv_blocking` inside a `block_on` uses a second one).
 //! - **Progress**: [`Sender::send`], [`Receiver::try_recv`] and
 //!   [`Receiver::sender`] are wait-free. Polling [`Recv`] is lock-free (see
 //!   its docs for the one retry case), and so is a send from a sender that
@@ -52,10 +53,21 @@
 //!   its costs are described in the source, `src/inner.rs`.
 //! - **Blocking**: only `recv_blocking`, `recv_timeout` and `recv_deadline`
 //!   block (they park the thread).
-//! - **Panics**: nothing panics. Values are never lost silently: a send to a
-//!   dropped receiver returns the value, a late value after a time-out is
-//!   kept, and [`Receiver::sender_with_unread`] returns an unread value that
-//!   [`Receiver::sender`] would drop.
+//! - **Panics**: nothing panics by itself. Values are never lost silently: a
+//!   send to a dropped receiver returns the value, a late value after a
+//!   time-out is kept, and [`Receiver::sender_with_unread`] returns an unread
+//!   value that [`Receiver::sender`] would drop.
+//! - **Hostile wakers and payloads**: a `Waker` whose `clone`, `wake` or
+//!   `drop`, or a payload whose `Drop`, panics only makes that panic reach
+//!   the caller. Every foreign object is moved out of the shared block, the
+//!   state change is published, and only then is it woken or dropped, so an
+//!   unwind never leaves the channel inconsistent: a value already sent is
+//!   still delivered, a receiver is never left waiting for a wake-up that
+//!   was lost, and the block is still freed. A waker whose clones have new
+//!   data pointers is handled too: "is this waker already registered?" is
+//!   asked of the stored clone (`stored.will_wake(waker)`), never of the
+//!   waker borrowed at an earlier poll, whose address may since belong to
+//!   another task.
 //! - **Types**: `Sender<T>` and `Receiver<T>` are one pointer wide,
 //!   `Send + Sync` when `T: Send`, and invariant in `T`.
 //!

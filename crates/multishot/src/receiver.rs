@@ -391,6 +391,8 @@ impl HeldWait {
 
     /// Waits a little, never past `deadline`.
     fn wait(&mut self, parker: &sync_core::Parker, deadline: Option<Instant>) {
+        #[cfg(all(test, not(loom)))]
+        tests::HELD_WAITS.fetch_add(1, Ordering::Relaxed);
         if self.backoff.snooze() {
             return;
         }
@@ -507,5 +509,62 @@ impl<T> fmt::Debug for Recv<'_, T> {
         f.debug_struct("Recv")
             .field("receiver", &self.receiver)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::channel;
+    use std::sync::atomic::AtomicUsize;
+
+    /// How many times a blocking receive waited on a held slot.
+    pub(super) static HELD_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+    /// The block, movable to the thread that plays the preempted sender.
+    struct Block(NonNull<Inner<u32>>);
+    // SAFETY: the test keeps the block alive (the receiver outlives the
+    // thread) and only touches the state word from the other thread.
+    unsafe impl Send for Block {}
+
+    /// An earlier round's sender stays preempted between its publish and
+    /// its release while the receiver blocks in the next round: the receive
+    /// waits it out with a bounded number of looks (a spin budget, then
+    /// naps), instead of re-polling in a loop for as long as the hold lasts.
+    #[test]
+    fn a_held_slot_is_waited_out_with_a_bounded_number_of_looks() {
+        let _w = testkit::watchdog("a_held_slot_is_waited_out_with_a_bounded_number_of_looks");
+        let (s, mut r) = channel::<u32>();
+        let noop = Waker::noop();
+        assert!(matches!(r.poll_once(noop), Polled::Registered));
+        // Play the sender up to its publish: write, publish, take the waker,
+        // and stop there (preempted before the release).
+        let shared = r.shared();
+        let block = Block(r.inner);
+        core::mem::forget(s);
+        // SAFETY: we play the live sender: the slot is ours until the publish.
+        shared.value.with_mut(|p| unsafe { (*p).write(1) });
+        shared.state.fetch_add(VALUE | TX_DONE, Ordering::AcqRel);
+        // SAFETY: the publish handed the registered slot to "the sender".
+        drop(shared.rx_waker.with_mut(|p| unsafe { (*p).take() }));
+        assert_eq!(r.try_recv(), Ok(1));
+        let s2 = r.sender().expect("recycling never waits");
+        let hold = Duration::from_millis(if cfg!(miri) { 5 } else { 100 });
+        let sender = std::thread::spawn(move || {
+            let block = block;
+            std::thread::sleep(hold);
+            // SAFETY: the receiver is alive until this thread is joined.
+            let state = &unsafe { block.0.as_ref() }.state;
+            state.fetch_sub(RX_WAKER, Ordering::AcqRel); // the late release
+            s2.send(2).unwrap();
+        });
+        HELD_WAITS.store(0, Ordering::Relaxed);
+        assert_eq!(r.recv_blocking(), Ok(2));
+        let looks = HELD_WAITS.load(Ordering::Relaxed);
+        sender.join().unwrap();
+        // Spin budget (11) + naps of 10 µs doubling to 1 ms: about 110 for
+        // a 100 ms hold. A loop that re-polls would count millions.
+        assert!(looks > 0, "the receive did meet the held slot");
+        assert!(looks < 1_000, "{looks} looks while the slot was held");
     }
 }

@@ -38,6 +38,7 @@ const MESSAGES: u64 = 1_000;
 
 #[test]
 fn zero_allocations_per_message_on_the_recycled_path() {
+    let _w = testkit::watchdog("zero_allocations_per_message_on_the_recycled_path");
     let (first, mut r) = multishot::channel::<u64>();
     let mut cx = Context::from_waker(Waker::noop());
     let mut s = Some(first);
@@ -55,6 +56,7 @@ fn zero_allocations_per_message_on_the_recycled_path() {
 
 #[test]
 fn zero_allocations_per_blocking_receive() {
+    let _w = testkit::watchdog("zero_allocations_per_blocking_receive");
     let (first, mut r) = multishot::channel::<u64>();
     first.send(0).unwrap();
     assert_eq!(r.recv_blocking(), Ok(0)); // makes this thread's parker once
@@ -70,6 +72,7 @@ fn zero_allocations_per_blocking_receive() {
 
 #[test]
 fn the_only_allocation_is_the_channel_itself() {
+    let _w = testkit::watchdog("the_only_allocation_is_the_channel_itself");
     let n = allocations_during(|| {
         let (s, r) = multishot::channel::<u64>();
         drop((s, r));

@@ -29,6 +29,7 @@ fn counting_waker() -> (Arc<CountingWaker>, Waker) {
 
 #[test]
 fn send_to_dropped_receiver_returns_the_value() {
+    let _w = testkit::watchdog("send_to_dropped_receiver_returns_the_value");
     let (s, r) = channel::<Vec<u8>>();
     assert!(!s.is_closed());
     drop(r);
@@ -39,6 +40,7 @@ fn send_to_dropped_receiver_returns_the_value() {
 
 #[test]
 fn try_recv_empty_value_then_closed() {
+    let _w = testkit::watchdog("try_recv_empty_value_then_closed");
     let (s, mut r) = channel::<u32>();
     assert_eq!(r.try_recv(), Err(TryRecvError::Empty));
     assert!(!r.is_closed() && !r.has_value());
@@ -51,6 +53,7 @@ fn try_recv_empty_value_then_closed() {
 
 #[test]
 fn recv_is_fused_and_reports_closed_after_the_value() {
+    let _w = testkit::watchdog("recv_is_fused_and_reports_closed_after_the_value");
     let (s, mut r) = channel::<u32>();
     s.send(1).unwrap();
     let mut fut = r.recv();
@@ -64,6 +67,7 @@ fn recv_is_fused_and_reports_closed_after_the_value() {
 
 #[test]
 fn dropped_recv_future_loses_nothing() {
+    let _w = testkit::watchdog("dropped_recv_future_loses_nothing");
     let (s, mut r) = channel::<String>();
     assert!(poll_once(r.recv(), Waker::noop()).is_pending());
     s.send("later".into()).unwrap();
@@ -72,6 +76,7 @@ fn dropped_recv_future_loses_nothing() {
 
 #[test]
 fn wake_goes_to_the_latest_waker_only() {
+    let _w = testkit::watchdog("wake_goes_to_the_latest_waker_only");
     let (s, mut r) = channel::<u8>();
     let (a, wa) = counting_waker();
     let (b, wb) = counting_waker();
@@ -86,6 +91,7 @@ fn wake_goes_to_the_latest_waker_only() {
 
 #[test]
 fn same_waker_repoll_does_not_clone() {
+    let _w = testkit::watchdog("same_waker_repoll_does_not_clone");
     let (s, mut r) = channel::<u8>();
     let (c, w) = counting_waker();
     assert!(poll_once(r.recv(), &w).is_pending());
@@ -104,6 +110,7 @@ fn same_waker_repoll_does_not_clone() {
 
 #[test]
 fn sender_is_none_while_a_sender_is_alive() {
+    let _w = testkit::watchdog("sender_is_none_while_a_sender_is_alive");
     let (s, mut r) = channel::<u8>();
     assert!(r.sender().is_none());
     drop(s);
@@ -116,6 +123,7 @@ fn sender_is_none_while_a_sender_is_alive() {
 
 #[test]
 fn sender_with_unread_returns_the_unread_value() {
+    let _w = testkit::watchdog("sender_with_unread_returns_the_unread_value");
     let (s, mut r) = channel::<String>();
     s.send("unread".into()).unwrap();
     let (s2, unread) = r.sender_with_unread().unwrap();
@@ -127,6 +135,7 @@ fn sender_with_unread_returns_the_unread_value() {
 
 #[test]
 fn receiver_new_has_no_sender() {
+    let _w = testkit::watchdog("receiver_new_has_no_sender");
     let mut r = Receiver::<u8>::default();
     assert!(r.is_closed());
     assert_eq!(block_on(r.recv()), Err(RecvError {}));
@@ -137,6 +146,7 @@ fn receiver_new_has_no_sender() {
 
 #[test]
 fn closed_future_resolves_when_the_receiver_drops() {
+    let _w = testkit::watchdog("closed_future_resolves_when_the_receiver_drops");
     let (mut s, r) = channel::<u8>();
     let (c, w) = counting_waker();
     assert!(poll_once(s.closed(), &w).is_pending());
@@ -153,6 +163,7 @@ fn closed_future_resolves_when_the_receiver_drops() {
 
 #[test]
 fn closed_waker_is_released_when_the_sender_sends() {
+    let _w = testkit::watchdog("closed_waker_is_released_when_the_sender_sends");
     let (mut s, mut r) = channel::<u8>();
     let (c, w) = counting_waker();
     assert!(poll_once(s.closed(), &w).is_pending());
@@ -179,6 +190,7 @@ fn recv_timeout_keeps_a_late_value() {
 
 #[test]
 fn recv_timeout_zero_and_closed() {
+    let _w = testkit::watchdog("recv_timeout_zero_and_closed");
     let (s, mut r) = channel::<u8>();
     assert_eq!(
         r.recv_timeout(Duration::ZERO),
@@ -197,6 +209,7 @@ fn recv_timeout_zero_and_closed() {
 /// to the other side inside the message: no allocation after set-up.
 #[test]
 fn blocking_ping_pong_across_threads() {
+    let _w = testkit::watchdog("blocking_ping_pong_across_threads");
     struct Request(usize, Sender<Reply>);
     struct Reply(usize, Sender<Request>);
     let rounds = if cfg!(miri) { 20 } else { 5_000 };
@@ -228,6 +241,7 @@ fn blocking_ping_pong_across_threads() {
 
 #[test]
 fn async_round_trips_across_threads() {
+    let _w = testkit::watchdog("async_round_trips_across_threads");
     let rounds = if cfg!(miri) { 10 } else { 2_000 };
     let (s, mut r) = channel::<Box<usize>>();
     let (tx, rx) = std::sync::mpsc::channel::<multishot::Sender<Box<usize>>>();
@@ -249,6 +263,7 @@ fn async_round_trips_across_threads() {
 
 #[test]
 fn debug_shows_decoded_state() {
+    let _w = testkit::watchdog("debug_shows_decoded_state");
     let (s, mut r) = channel::<u8>();
     assert!(poll_once(r.recv(), Waker::noop()).is_pending());
     let rd = format!("{r:?}");
@@ -267,6 +282,7 @@ fn debug_shows_decoded_state() {
 
 #[test]
 fn errors_display_and_compare() {
+    let _w = testkit::watchdog("errors_display_and_compare");
     assert_eq!(RecvError {}, RecvError {});
     assert!(RecvError {}.to_string().contains("closed"));
     assert!(TryRecvError::Empty.to_string().contains("no value"));

@@ -28,6 +28,7 @@ impl Drop for Counted {
 
 #[test]
 fn every_value_is_dropped_exactly_once() {
+    let _w = testkit::watchdog("every_value_is_dropped_exactly_once");
     let rounds = if cfg!(miri) { 3 } else { 200 };
     for i in 0..rounds {
         // 1. received

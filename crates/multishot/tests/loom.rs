@@ -59,6 +59,7 @@ fn received_while_sender_may_hold_slot(
 
 #[test]
 fn send_vs_receiver_drop() {
+    let _w = testkit::watchdog("send_vs_receiver_drop");
     model(|| {
         let (s, r) = channel::<Payload>();
         let t = thread::spawn(move || match s.send(payload("v")) {
@@ -74,6 +75,7 @@ fn send_vs_receiver_drop() {
 
 #[test]
 fn send_vs_poll_with_waker_change() {
+    let _w = testkit::watchdog("send_vs_poll_with_waker_change");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let (first, second) = (Parker::new(), Parker::new());
@@ -94,6 +96,7 @@ fn send_vs_poll_with_waker_change() {
 
 #[test]
 fn same_waker_fast_path_vs_send() {
+    let _w = testkit::watchdog("same_waker_fast_path_vs_send");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let parker = Parker::new();
@@ -120,6 +123,7 @@ fn same_waker_fast_path_vs_send() {
 /// RMWs, then runs a second round while that hold may still be pending.
 #[test]
 fn recycle_while_old_sender_is_inside_send() {
+    let _w = testkit::watchdog("recycle_while_old_sender_is_inside_send");
     model(|| {
         let parker = Parker::new();
         let (mut r, t1) = received_while_sender_may_hold_slot(&parker.waker());
@@ -140,6 +144,7 @@ fn recycle_while_old_sender_is_inside_send() {
 /// and woken, with the slot released exactly once and the block freed once.
 #[test]
 fn two_recycles_while_first_sender_holds_slot() {
+    let _w = testkit::watchdog("two_recycles_while_first_sender_holds_slot");
     model(|| {
         let parker = Parker::new();
         let (mut r, t1) = received_while_sender_may_hold_slot(&parker.waker());
@@ -156,6 +161,7 @@ fn two_recycles_while_first_sender_holds_slot() {
 
 #[test]
 fn several_recycles_in_a_row() {
+    let _w = testkit::watchdog("several_recycles_in_a_row");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let t = thread::spawn(move || s.send(payload("0")).unwrap());
@@ -183,6 +189,7 @@ fn several_recycles_in_a_row() {
 
 #[test]
 fn future_dropped_mid_wait() {
+    let _w = testkit::watchdog("future_dropped_mid_wait");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let parker = Parker::new();
@@ -206,6 +213,7 @@ fn future_dropped_mid_wait() {
 
 #[test]
 fn sender_dropped_without_sending() {
+    let _w = testkit::watchdog("sender_dropped_without_sending");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let t = thread::spawn(move || drop(s));
@@ -220,6 +228,7 @@ fn sender_dropped_without_sending() {
 
 #[test]
 fn closed_vs_receiver_drop() {
+    let _w = testkit::watchdog("closed_vs_receiver_drop");
     model(|| {
         let (mut s, r) = channel::<Payload>();
         let t = thread::spawn(move || drop(r));
@@ -235,6 +244,7 @@ fn closed_vs_receiver_drop() {
 /// drops: the tx waker slot is reclaimed or handed over, never both.
 #[test]
 fn closed_registered_then_send_vs_receiver_drop() {
+    let _w = testkit::watchdog("closed_registered_then_send_vs_receiver_drop");
     model(|| {
         let (mut s, r) = channel::<Payload>();
         let waker = Waker::noop();
@@ -248,6 +258,7 @@ fn closed_registered_then_send_vs_receiver_drop() {
 
 #[test]
 fn blocking_receive_with_timeout_vs_send() {
+    let _w = testkit::watchdog("blocking_receive_with_timeout_vs_send");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let t = thread::spawn(move || s.send(payload("late")).unwrap());
@@ -266,6 +277,7 @@ fn blocking_receive_with_timeout_vs_send() {
 /// the waker slot, and the current round's sender races both.
 #[test]
 fn receiver_drop_while_old_sender_holds_slot() {
+    let _w = testkit::watchdog("receiver_drop_while_old_sender_holds_slot");
     model(|| {
         let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
         let s2 = r.sender().unwrap();
@@ -284,6 +296,7 @@ fn receiver_drop_while_old_sender_holds_slot() {
 /// sender).
 #[test]
 fn receiver_drop_while_sender_takes_waker() {
+    let _w = testkit::watchdog("receiver_drop_while_sender_takes_waker");
     model(|| {
         let (s, mut r) = channel::<Payload>();
         let waker = Waker::noop();
@@ -304,6 +317,7 @@ fn receiver_drop_while_sender_takes_waker() {
 /// and exactly one of them must free the block.
 #[test]
 fn receiver_drop_with_closed_waiter_while_old_sender_holds_slot() {
+    let _w = testkit::watchdog("receiver_drop_with_closed_waiter_while_old_sender_holds_slot");
     model(|| {
         let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
         let mut cx = Context::from_waker(Waker::noop());

@@ -6,6 +6,7 @@ use std::thread;
 #[test]
 #[rustfmt::skip]
 fn seed_example_runs_unchanged() {
+    let _w = testkit::watchdog("seed_example_runs_unchanged");
     let fut = async { let (s, mut r) = multishot::channel();
 // Send a value to the channel from another thread.
 thread::spawn(move || {
@@ -32,6 +33,7 @@ assert_eq!(res, Err(multishot::RecvError {}));
 #[test]
 #[rustfmt::skip]
 fn spec_example_runs() {
+    let _w = testkit::watchdog("spec_example_runs");
     sync_core::future::block_on(async {
         let (s, mut r) = multishot::channel();
         std::thread::spawn(move || { s.send("42"); });

@@ -91,6 +91,15 @@
 //!   that was queued is always run (the queue only closes when empty), so the
 //!   caller's only early exit, "shut down", happens before the worker could
 //!   see the task.
+//! - **Deferred work is `'static`.** Whatever runs on the worker after the
+//!   caller's scope may have ended (a [`Thread::spawn`] closure, the
+//!   destructor of a [`Tagged`] dropped off its worker) must own what it
+//!   refers to: `spawn` takes `F: 'static`, and `Tagged<T>` needs
+//!   `T: 'static`. Otherwise dropping a `Tagged` that borrowed a local (or
+//!   held a guard of a local mutex) would queue a destructor that runs
+//!   after the borrow died. Only the blocking calls (`submit`, `drop`,
+//!   `submit_async`'s polls) may borrow, because they return only after the
+//!   worker is done with the borrow.
 //! - **Tags** are process-unique 64-bit ids from a global counter (the
 //!   process aborts if it is ever exhausted), never addresses: a value tagged
 //!   by a joined worker never passes the check on a later one.

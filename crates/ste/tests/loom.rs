@@ -11,6 +11,7 @@ use sync_core::thread;
 /// result owns heap memory, the caller's frame is gone right after.
 #[test]
 fn submit_one_submitter() {
+    let _w = testkit::watchdog("submit_one_submitter");
     sync_core::model(|| {
         let worker = ste::Thread::new().unwrap();
         let mut local = String::from("a");
@@ -29,6 +30,7 @@ fn submit_one_submitter() {
 /// Two submitters race for the same worker.
 #[test]
 fn submit_two_submitters() {
+    let _w = testkit::watchdog("submit_two_submitters");
     sync_core::model(|| {
         let worker = Arc::new(ste::Thread::new().unwrap());
         let other = {
@@ -57,6 +59,7 @@ fn submit_two_submitters() {
 /// invisible to loom, which keeps the model small.
 #[test]
 fn queue_two_producers() {
+    let _w = testkit::watchdog("queue_two_producers");
     use std::sync::{Arc as StdArc, Mutex as StdMutex};
     sync_core::model(|| {
         let worker = Arc::new(ste::Thread::new().unwrap());
@@ -98,6 +101,7 @@ fn queue_two_producers() {
 /// payloads are in the other models.
 #[test]
 fn shutdown_racing_a_push() {
+    let _w = testkit::watchdog("shutdown_racing_a_push");
     use std::sync::atomic::{AtomicUsize, Ordering};
     static DROPPED_ON_WORKER: AtomicUsize = AtomicUsize::new(0);
     struct Home(ste::Tag);
@@ -124,6 +128,7 @@ fn shutdown_racing_a_push() {
 /// finishes last, possibly right after the other's submit completed.
 #[test]
 fn shutdown_racing_a_submit() {
+    let _w = testkit::watchdog("shutdown_racing_a_submit");
     sync_core::model(|| {
         let worker = Arc::new(ste::Thread::new().unwrap());
         let other = {

@@ -211,6 +211,7 @@ mod tests {
 
     #[test]
     fn wake_reaches_the_registered_waker_once() {
+        let _w = testkit::watchdog("wake_reaches_the_registered_waker_once");
         let c = Arc::new(Counter(AtomicUsize::new(0)));
         let w = Waker::from(Arc::clone(&c));
         let slot = AtomicWaker::new();
@@ -225,6 +226,7 @@ mod tests {
 
     #[test]
     fn registering_a_new_waker_replaces_the_old_one() {
+        let _w = testkit::watchdog("registering_a_new_waker_replaces_the_old_one");
         let a = Arc::new(Counter(AtomicUsize::new(0)));
         let b = Arc::new(Counter(AtomicUsize::new(0)));
         let slot = AtomicWaker::new();
@@ -241,6 +243,7 @@ mod tests {
     /// later registrations and wakes work.
     #[test]
     fn a_panicking_clone_does_not_brick_the_slot() {
+        let _w = testkit::watchdog("a_panicking_clone_does_not_brick_the_slot");
         use testkit::{HostileWaker, Misbehaviour};
         let first = HostileWaker::new(Misbehaviour::None);
         let hostile = HostileWaker::new(Misbehaviour::PanicOnClone);
@@ -269,6 +272,7 @@ mod tests {
     /// same"), and every replaced clone is dropped.
     #[test]
     fn clones_with_new_pointers_are_replaced_not_leaked() {
+        let _w = testkit::watchdog("clones_with_new_pointers_are_replaced_not_leaked");
         use testkit::{HostileWaker, Misbehaviour};
         let task = HostileWaker::new(Misbehaviour::None);
         let slot = AtomicWaker::new();
@@ -285,6 +289,7 @@ mod tests {
     /// after the new waker is stored and the slot released.
     #[test]
     fn a_panicking_drop_of_the_replaced_waker_leaves_the_new_one() {
+        let _w = testkit::watchdog("a_panicking_drop_of_the_replaced_waker_leaves_the_new_one");
         use testkit::{HostileWaker, Misbehaviour};
         let old = HostileWaker::new(Misbehaviour::PanicOnDrop);
         let new = HostileWaker::new(Misbehaviour::None);
@@ -304,6 +309,7 @@ mod tests {
 
     #[test]
     fn concurrent_wakes_are_not_lost() {
+        let _w = testkit::watchdog("concurrent_wakes_are_not_lost");
         let c = Arc::new(Counter(AtomicUsize::new(0)));
         let w = Waker::from(Arc::clone(&c));
         let slot = Arc::new(AtomicWaker::new());

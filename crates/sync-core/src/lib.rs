@@ -46,6 +46,34 @@
 //!   at most one system call (a futex wake through `Thread::unpark`).
 //! - Nothing here panics except on misuse documented on the item.
 //!
+//! # Rules for code built on these primitives
+//!
+//! Each of these was broken once in this workspace, by a real bug that a
+//! hostile review found:
+//!
+//! - **Deferred work needs `'static`.** Anything that runs after the
+//!   caller's scope may have ended (a destructor sent to another thread, a
+//!   spawned job) must own what it carries, or it is a use-after-free in
+//!   safe code.
+//! - **Compare wakers against the stored one.** "Is this waker already
+//!   registered?" compares the poll's waker with the clone actually stored
+//!   (`stored.will_wake(new)`), never with a waker borrowed at an earlier
+//!   poll: a clone may have a different data pointer, and a freed borrowed
+//!   waker's address can come back as another task's waker.
+//!   [`AtomicWaker::register`] does this.
+//! - **Publish before touching foreign code.** A `Waker`'s clone, wake and
+//!   drop and a payload's `Drop` may panic or re-enter. Move such objects
+//!   out, publish the state change, then call or drop them.
+//! - **Panics in wakers and payload destructors lose nothing.** After any
+//!   unwind the structure is consistent, no value is lost and no waiter
+//!   hangs. [`AtomicWaker`] releases its slot before a waker's panic
+//!   propagates.
+//! - **Loom sees only what it tracks.** A caller's stack frame being freed
+//!   is invisible to loom unless the model makes that memory loom-tracked
+//!   (for example, a write to every cell of the frame once the caller has
+//!   observed completion). Mutation-check every model: a model that no
+//!   reintroduced bug fails proves nothing.
+//!
 //! # Model checking
 //!
 //! ```text

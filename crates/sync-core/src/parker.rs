@@ -216,6 +216,7 @@ impl core::fmt::Debug for Unparker {
 
 crate::thread_local! {
     /// Parkers not lent out right now; one per nesting depth reached so far.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
     static IDLE_PARKERS: core::cell::RefCell<Vec<Parker>> =
         core::cell::RefCell::new(Vec::new());
 }
@@ -268,6 +269,7 @@ mod tests {
 
     #[test]
     fn notification_before_park_is_a_token() {
+        let _w = testkit::watchdog("notification_before_park_is_a_token");
         let p = Parker::new();
         p.unparker().unpark();
         p.unparker().unpark();
@@ -277,6 +279,7 @@ mod tests {
 
     #[test]
     fn park_deadline_times_out_without_a_notification() {
+        let _w = testkit::watchdog("park_deadline_times_out_without_a_notification");
         let p = Parker::new();
         assert!(!p.park_deadline(Instant::now() + Duration::from_millis(5)));
         p.unparker().unpark();
@@ -285,6 +288,7 @@ mod tests {
 
     #[test]
     fn is_notified_peeks_without_consuming() {
+        let _w = testkit::watchdog("is_notified_peeks_without_consuming");
         let p = Parker::new();
         assert!(!p.is_notified());
         p.unparker().unpark();
@@ -296,6 +300,7 @@ mod tests {
 
     #[test]
     fn waker_unparks() {
+        let _w = testkit::watchdog("waker_unparks");
         let p = Parker::new();
         p.waker().wake();
         assert!(p.try_consume());
@@ -308,6 +313,7 @@ mod tests {
     /// Under Miri any access to the freed box would be reported.
     #[test]
     fn waiter_may_free_its_frame_as_soon_as_it_sees_the_flag() {
+        let _w = testkit::watchdog("waiter_may_free_its_frame_as_soon_as_it_sees_the_flag");
         use std::sync::atomic::{AtomicBool, AtomicPtr};
         for _ in 0..if cfg!(miri) { 5 } else { 200 } {
             let p = Parker::new();
@@ -342,6 +348,7 @@ mod tests {
     /// `block_on` does not allocate on every call.
     #[test]
     fn nested_parkers_are_reused() {
+        let _w = testkit::watchdog("nested_parkers_are_reused");
         let first = with_thread_parker(|_| with_thread_parker(|p| Arc::as_ptr(&p.inner)));
         let again = with_thread_parker(|_| with_thread_parker(|p| Arc::as_ptr(&p.inner)));
         assert_eq!(first, again);
@@ -349,6 +356,7 @@ mod tests {
 
     #[test]
     fn thread_parker_is_reused() {
+        let _w = testkit::watchdog("thread_parker_is_reused");
         let a = with_thread_parker(|p| Arc::as_ptr(&p.inner));
         let b = with_thread_parker(|p| Arc::as_ptr(&p.inner));
         assert_eq!(a, b);
@@ -357,6 +365,7 @@ mod tests {
     /// A nested wait must not consume the outer waiter's token.
     #[test]
     fn nested_wait_does_not_steal_the_outer_token() {
+        let _w = testkit::watchdog("nested_wait_does_not_steal_the_outer_token");
         with_thread_parker(|outer| {
             outer.unparker().unpark(); // a wake for the outer waiter
             with_thread_parker(|inner| {

@@ -13,6 +13,7 @@ use sync_core::{AtomicWaker, Backoff, Parker, future::block_on, model, thread};
 /// co-owned here only because loom needs a tracked object to race on).
 #[test]
 fn parker_never_loses_a_notification() {
+    let _w = testkit::watchdog("parker_never_loses_a_notification");
     model(|| {
         let parker = Parker::new();
         let unparker = parker.unparker();
@@ -32,6 +33,7 @@ fn parker_never_loses_a_notification() {
 /// Two wakers race; the parker waits for both flags.
 #[test]
 fn parker_with_two_wakers() {
+    let _w = testkit::watchdog("parker_with_two_wakers");
     model(|| {
         let parker = Parker::new();
         let count = Arc::new(AtomicUsize::new(0));
@@ -58,6 +60,7 @@ fn parker_with_two_wakers() {
 /// second case the notification stays pending for the next park.
 #[test]
 fn parker_deadline_races_unpark() {
+    let _w = testkit::watchdog("parker_deadline_races_unpark");
     model(|| {
         let parker = Parker::new();
         let u = parker.unparker();
@@ -75,6 +78,7 @@ fn parker_deadline_races_unpark() {
 /// seeing the flag or parked with a wake-up on its way.
 #[test]
 fn backoff_then_park() {
+    let _w = testkit::watchdog("backoff_then_park");
     model(|| {
         let parker = Parker::new();
         let u = parker.unparker();
@@ -116,6 +120,7 @@ impl Future for WaitFlag {
 /// if `block_on` parks forever).
 #[test]
 fn atomic_waker_register_vs_wake() {
+    let _w = testkit::watchdog("atomic_waker_register_vs_wake");
     model(|| {
         let slot = Arc::new(AtomicWaker::new());
         let flag = Arc::new(AtomicBool::new(false));
@@ -132,6 +137,7 @@ fn atomic_waker_register_vs_wake() {
 /// Two wakers and a registrar.
 #[test]
 fn atomic_waker_two_wakers() {
+    let _w = testkit::watchdog("atomic_waker_two_wakers");
     model(|| {
         let slot = Arc::new(AtomicWaker::new());
         let flag = Arc::new(AtomicBool::new(false));
@@ -155,6 +161,7 @@ fn atomic_waker_two_wakers() {
 /// finds the wake in progress it never clones: it wakes its own waker.)
 #[test]
 fn atomic_waker_panicking_clone_vs_wake() {
+    let _w = testkit::watchdog("atomic_waker_panicking_clone_vs_wake");
     use std::panic::{AssertUnwindSafe, catch_unwind};
     use testkit::{HostileWaker, Misbehaviour};
     model(|| {
