@@ -192,6 +192,7 @@
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::task::{RawWakerVTable, Waker};
+use sync_core::SpinPolicy;
 use sync_core::atomic::{AtomicUsize, Ordering};
 use sync_core::cell::UnsafeCell;
 
@@ -243,6 +244,9 @@ pub(crate) struct Inner<T> {
     pub(crate) rx_waker: UnsafeCell<Option<Waker>>,
     pub(crate) value: UnsafeCell<MaybeUninit<T>>,
     pub(crate) rx: UnsafeCell<RxLocal>,
+    /// How the blocking receive waits; kept across rounds (its history is
+    /// the point), touched only by the receiver.
+    pub(crate) rx_spin: SpinPolicy,
     pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
     /// Under loom a leaked block leaks this tracked `Arc`, which loom reports.
     #[cfg(loom)]
@@ -258,6 +262,7 @@ impl<T> Inner<T> {
             rx_waker: UnsafeCell::new(None),
             tx_waker: UnsafeCell::new(None),
             rx: UnsafeCell::new(RxLocal::default()),
+            rx_spin: SpinPolicy::new(),
             #[cfg(loom)]
             _leak_canary: sync_core::sync::Arc::new(()),
         });

@@ -64,11 +64,15 @@
 //!   never block. [`Builder::build`] waits for the prelude; [`Thread::join`]
 //!   and dropping a [`Thread`] wait for the queued tasks and the postlude
 //!   (except on the worker itself, where they only ask it to stop).
-//! - **The spin budget.** A waiting caller, and the idle worker, first poll
-//!   their condition 128 times, one pause instruction apart, then follow
-//!   [`sync_core::Backoff`] (2^0 ... 2^6 pause instructions, 127 in all,
-//!   then 4 `yield_now`s), then park. In all a few microseconds; no wait ever
-//!   spins without bound. Under loom the budget is zero (straight to park).
+//! - **The spin budget.** A waiting caller, and the idle worker, follow
+//!   [`sync_core::SpinPolicy`]: they poll their condition for at most a few
+//!   microseconds, and only while that wait site's recent spins paid off
+//!   (the reply came during the spin); otherwise they park at once. So on a
+//!   quiet machine a round trip stays in user space, and on a loaded one
+//!   the waiter stops burning the time slice the other side needs. No wait
+//!   ever yields or spins without bound. Under loom the budget is zero
+//!   (straight to park). [`Thread::join`] and `Builder::build` park at
+//!   once.
 //! - **What allocates.** `submit`, `drop` and `submit_async` allocate
 //!   nothing per call (the task lives in the caller's frame; the caller's
 //!   thread parker is cached per thread and allocated on its first use).

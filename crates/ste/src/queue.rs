@@ -32,7 +32,8 @@
 //! **The completion handshake** is a per-node state byte: `WAITING`, then
 //! either straight to `DONE` or via `PARKING`:
 //!
-//! - The caller spins (bounded by [`Backoff`]) re-reading the state. If it
+//! - The caller spins (bounded, and only while spinning pays off: the
+//!   queue's [`SpinPolicy`] for callers) re-reading the state. If it
 //!   runs out of patience it writes an [`Unparker`] for its thread into the
 //!   node, then moves `WAITING -> PARKING` (release, so the worker sees the
 //!   unparker) and parks until it reads `DONE`. If that CAS fails the task is
@@ -52,7 +53,7 @@
 //! no reference-count traffic.
 //!
 //! **The worker's idle wait** mirrors the caller's: spin (bounded, see
-//! [`spin_until`]) re-reading `head`, then CAS `empty -> SLEEPING` and park until
+//! the queue's idle [`SpinPolicy`]) re-reading `head`, then CAS `empty -> SLEEPING` and park until
 //! `head` changes. A push (or a shutdown request) that clears `SLEEPING`
 //! unparks it; `Parker` tokens make an unpark that comes before the park
 //! count.
@@ -62,7 +63,7 @@ use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use sync_core::atomic::{AtomicPtr, AtomicU8, Ordering};
 use sync_core::cell::UnsafeCell;
-use sync_core::{Backoff, CachePadded, Parker, Unparker};
+use sync_core::{CachePadded, Parker, SpinPolicy, Unparker};
 
 /// The worker parked (or is about to) on an empty queue.
 const SLEEPING: usize = 0b001;
@@ -78,36 +79,6 @@ const WAITING: u8 = 0;
 const PARKING: u8 = 1;
 /// The worker is finished with the node, which now belongs to the caller.
 const DONE: u8 = 2;
-
-/// Polls before the [`Backoff`] starts: one check per pause instruction,
-/// this many times (about as many pauses as `Backoff`'s own spin phase).
-/// `Backoff` spins in exponentially growing blocks without looking, which
-/// would notice a reply arriving mid-block up to 64 pauses late; a reply
-/// usually arrives within a few hundred nanoseconds, so the first stretch
-/// of the wait polls finely. Zero under loom.
-const FINE_POLLS: u32 = if cfg!(loom) { 0 } else { 128 };
-
-/// Waits until `ready()` within the spin budget: [`FINE_POLLS`] fine polls,
-/// then [`Backoff`] (exponential spins, then yields). Returns `false` once
-/// the budget is spent: time to park. Bounded: never spins forever.
-#[inline]
-fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
-    for _ in 0..FINE_POLLS {
-        if ready() {
-            return true;
-        }
-        sync_core::hint::spin_loop();
-    }
-    let mut backoff = Backoff::new();
-    loop {
-        if ready() {
-            return true;
-        }
-        if !backoff.snooze() {
-            return false;
-        }
-    }
-}
 
 /// The intrusive header of every unit of work. `align(8)` frees the three
 /// low bits of a node address for the queue's flags.
@@ -139,6 +110,10 @@ impl Node {
 pub(crate) struct Queue {
     head: CachePadded<AtomicPtr<Node>>,
     worker: Unparker,
+    /// How submitters wait for completion (their shared history).
+    callers: SpinPolicy,
+    /// How the idle worker waits for work.
+    idle: SpinPolicy,
 }
 
 fn flags(word: *mut Node) -> usize {
@@ -159,6 +134,8 @@ impl Queue {
         Queue {
             head: CachePadded::new(AtomicPtr::new(ptr::null_mut())),
             worker,
+            callers: SpinPolicy::new(),
+            idle: SpinPolicy::new(),
         }
     }
 
@@ -269,8 +246,11 @@ impl Queue {
                 }
                 continue;
             }
-            // Idle: spin (bounded) until something arrives.
-            if spin_until(|| self.head.load(Ordering::Relaxed) != current) {
+            // Idle: spin (if spinning pays off here) until something arrives.
+            if self
+                .idle
+                .spin_until(|| self.head.load(Ordering::Relaxed) != current)
+            {
                 continue;
             }
             // Nothing to do and patience spent: announce that we sleep. Only
@@ -358,14 +338,15 @@ where
     /// Pushes the task, waits for the worker to finish it, and returns its
     /// result; or gives the closure back if the queue is closed.
     ///
-    /// Blocks. Allocates nothing. Spins within a [`Backoff`] budget, then
-    /// parks on `parker` (the calling thread's).
+    /// Blocks. Allocates nothing. Spins as the queue's [`SpinPolicy`] for
+    /// callers allows (a few microseconds at most, only while spinning pays
+    /// off), then parks on `parker` (the calling thread's).
     pub(crate) fn run_on(self, queue: &Queue, parker: &Parker) -> Result<Result<T, Payload>, F> {
         // Derived from the whole task (not just its `node` field) so that the
         // worker may reach `func` and `output` through it.
         let node = (&raw const self).cast::<Node>().cast_mut();
         // From here until `DONE` the worker may use this frame, so nothing
-        // below may unwind out of it. Nothing can (atomics, `Backoff`,
+        // below may unwind out of it. Nothing can (atomics, `SpinPolicy`,
         // `park`, an `Arc` clone), but keep a guard that turns a bug into an
         // abort instead of a use-after-free.
         let guard = AbortOnUnwind;
@@ -375,7 +356,7 @@ where
         // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
         if pushed.is_ok() {
-            self.wait(parker);
+            self.wait(&queue.callers, parker);
         }
         core::mem::forget(guard);
         match pushed {
@@ -413,9 +394,9 @@ where
     }
 
     /// The caller's half of the completion handshake (module docs).
-    fn wait(&self, parker: &Parker) {
+    fn wait(&self, policy: &SpinPolicy, parker: &Parker) {
         let state = &self.node.state;
-        if spin_until(|| state.load(Ordering::Acquire) == DONE) {
+        if policy.spin_until(|| state.load(Ordering::Acquire) == DONE) {
             return;
         }
         // SAFETY: while the state is WAITING the worker does not touch

@@ -295,8 +295,8 @@ impl Thread {
     /// Called from a task already running on this worker, `f` runs inline
     /// (re-entrancy cannot deadlock).
     ///
-    /// Allocates nothing. Waits by spinning within a bounded [`Backoff`]
-    /// budget, then parking.
+    /// Allocates nothing. Waits by spinning for at most a few microseconds,
+    /// and only while spinning pays off ([`SpinPolicy`]), then parking.
     ///
     /// # Errors
     ///
@@ -304,7 +304,7 @@ impl Thread {
     /// worker keeps running); [`Error::ShutDown`] if the worker no longer
     /// takes work, in which case `f` was not run (and is dropped here).
     ///
-    /// [`Backoff`]: sync_core::Backoff
+    /// [`SpinPolicy`]: sync_core::SpinPolicy
     pub fn submit<F, T>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send,

@@ -11,7 +11,11 @@
 //! needs, each in its own module:
 //!
 //! - [`CachePadded`]: keeps a hot atomic on its own cache line.
-//! - [`Backoff`]: a bounded spin, then yield, then "go park" policy.
+//! - [`SpinPolicy`]: the one wait policy every waiting path uses: spin
+//!   (a few microseconds at most) only while this wait site's recent spins
+//!   paid off, otherwise park at once.
+//! - [`Backoff`]: a bounded spin, then yield, then "go park" budget, for
+//!   retry loops that have nothing to park on.
 //! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches
 //!   memory the waker co-owns, so a waiter may return and free its stack frame
 //!   the instant it observes its flag.
@@ -99,11 +103,13 @@ mod backoff;
 mod cache_padded;
 pub mod cell;
 mod parker;
+mod spin_policy;
 
 pub use atomic_waker::AtomicWaker;
 pub use backoff::Backoff;
 pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
+pub use spin_policy::SpinPolicy;
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.
 pub mod atomic {
