@@ -328,8 +328,9 @@ impl<T> Inner<T> {
             });
             // Other owners: an earlier sender holding rx_waker, or the
             // departing receiver holding tx_waker (TX_WAKER with RX_GONE).
-            // (RX_WAKER without HOLD is the receiver's own registration; the
-            // waker in it is dropped with the block.)
+            // (RX_WAKER without HOLD cannot be set here: a departing
+            // receiver takes its own registration back in the same RMW
+            // that sets RX_GONE, see `receiver::leave`.)
             if !earlier_sender_holds(prev) && prev & TX_WAKER == 0 {
                 // SAFETY: the receiver is gone and nobody holds a slot.
                 unsafe { Self::free(ptr) };

@@ -424,9 +424,7 @@ impl<T> Drop for Receiver<T> {
         let value_taken = self.value_taken();
         let inner = self.inner;
         let shared = self.shared();
-        // RX_GONE is set once, here: an add is the same as an or.
-        let prev = shared.state.fetch_add(RX_GONE, Ordering::AcqRel);
-        debug_assert_eq!(prev & RX_GONE, 0, "receiver dropped twice");
+        let (prev, own_waker) = leave(shared);
         let unread = (prev & VALUE != 0 && !value_taken).then(|| {
             shared.value.with_mut(|p| {
                 // SAFETY: VALUE was published before our RMW, so the sender
@@ -463,8 +461,41 @@ impl<T> Drop for Receiver<T> {
         if let Some(w) = closed_waker {
             w.wake();
         }
-        drop(unread);
+        drop((own_waker, unread));
     }
+}
+
+/// The receiver's departing RMW: sets `RX_GONE` and returns the word as it
+/// was before. If this round's registration is still in `rx_waker` and the
+/// sender has not finished, the same RMW (then a compare-exchange) takes the
+/// slot back, and the registered waker is returned to be dropped by the
+/// receiver: a waker is dropped by the side that registered it, so a
+/// panicking drop unwinds out of the receiver's drop, never out of a later
+/// `send` (which would then have lost its value). The returned word has
+/// `RX_WAKER` cleared in that case.
+fn leave<T>(shared: &Inner<T>) -> (usize, Option<Waker>) {
+    let mut state = shared.state.load(Ordering::Acquire);
+    while this_rounds_waker(state) && state & TX_DONE == 0 {
+        // RX_GONE is clear (set once, here), so the add is exact.
+        match shared.state.compare_exchange_weak(
+            state,
+            (state & !RX_WAKER) + RX_GONE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                // SAFETY: we cleared RX_WAKER while the sender was alive, so
+                // the sender never takes this slot: it is ours again.
+                let waker = shared.rx_waker.with_mut(|p| unsafe { (*p).take() });
+                return (state & !RX_WAKER, waker);
+            }
+            Err(actual) => state = actual,
+        }
+    }
+    // RX_GONE is set once, here: an add is the same as an or.
+    let prev = shared.state.fetch_add(RX_GONE, Ordering::AcqRel);
+    debug_assert_eq!(prev & RX_GONE, 0, "receiver dropped twice");
+    (prev, None)
 }
 
 impl<T> fmt::Debug for Receiver<T> {

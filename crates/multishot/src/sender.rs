@@ -99,9 +99,16 @@ impl<T> Sender<T> {
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let shared = self.shared();
         let mut state = shared.state.load(Ordering::Acquire);
+        if state & RX_GONE != 0 {
+            return Poll::Ready(());
+        }
+        // Foreign code (the clone) before anything is claimed: if it panics,
+        // the previous registration stays in place.
+        let new = cx.waker().clone();
         // Win tx_waker back if our previous waker is in it.
         while state & TX_WAKER != 0 {
             if state & RX_GONE != 0 {
+                drop(new);
                 return Poll::Ready(());
             }
             match shared.state.compare_exchange_weak(
@@ -115,11 +122,10 @@ impl<T> Sender<T> {
             }
         }
         if state & RX_GONE != 0 {
+            drop(new);
             return Poll::Ready(());
         }
-        // Foreign code (the clone) before the slot is claimed; the replaced
-        // waker is dropped after the publishing RMW.
-        let new = cx.waker().clone();
+        // The replaced waker is dropped after the publishing RMW.
         let old = shared.tx_waker.with_mut(|slot| {
             // SAFETY: TX_WAKER is clear, so the receiver does not touch
             // tx_waker (it takes it only if TX_WAKER was set when it left).

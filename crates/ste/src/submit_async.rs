@@ -15,7 +15,9 @@ use core::task::{Context, Poll};
 /// inner future once with the caller's waker and hands the result back. The
 /// worker never keeps a pointer to the inner future between polls, so
 /// leaking this future (`mem::forget`) is harmless. The inner future is
-/// dropped on whichever thread drops (or completes) this one.
+/// dropped on whichever thread drops this one (after it completed, too: the
+/// output is handed over first, so a panic in the inner future's drop
+/// unwinds out of this future's drop and loses nothing).
 #[must_use = "futures do nothing unless polled"]
 pub struct SubmitAsync<'a, F> {
     thread: &'a Thread,
@@ -23,6 +25,10 @@ pub struct SubmitAsync<'a, F> {
     future: ManuallyDrop<F>,
     /// Set *before* `future` is dropped, so a panicking drop is not retried.
     done: bool,
+    /// The future returned `Ready`: never poll it again. It is dropped only
+    /// when this `SubmitAsync` is, so that a panic in its drop cannot take
+    /// the output down with it.
+    completed: bool,
 }
 
 impl<'a, F> SubmitAsync<'a, F> {
@@ -31,6 +37,7 @@ impl<'a, F> SubmitAsync<'a, F> {
             thread,
             future: ManuallyDrop::new(future),
             done: false,
+            completed: false,
         }
     }
 
@@ -56,7 +63,10 @@ where
         // SAFETY: nothing below moves `future` out of the pinned struct: it is
         // only polled through a `Pin` and dropped in place.
         let this = unsafe { self.get_unchecked_mut() };
-        assert!(!this.done, "`SubmitAsync` polled after completion");
+        assert!(
+            !this.done && !this.completed,
+            "`SubmitAsync` polled after completion"
+        );
         // SAFETY: `this.future` is inside the pinned `SubmitAsync` and stays
         // there until dropped in place (structural pinning).
         let future = unsafe { Pin::new_unchecked(&mut *this.future) };
@@ -68,7 +78,9 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => {
-                this.finish();
+                // Hand the output over first; the finished future is dropped
+                // with `self` (foreign code runs after the result is safe).
+                this.completed = true;
                 Poll::Ready(Ok(output))
             }
             Err(error) => {
