@@ -144,6 +144,32 @@
 //! party's last RMW returns the word as it was, from which it sees whether
 //! any other owner remains; exactly one party sees none and frees.
 //!
+//! The rule that makes this sound: **a party touches the block after its
+//! last RMW only if that RMW proved it still owns the block.** Two paths
+//! broke it once (both found by making the free visible to loom, below):
+//!
+//! - The departing receiver used to set `RX_GONE` first and then drop an
+//!   unread value still in the block, while a finished sender releasing
+//!   `rx_waker` could free the block as soon as it saw `RX_GONE`. Now the
+//!   receiver empties the block of everything that is its own (the value,
+//!   this round's registration) *before* `RX_GONE`, in one compare-exchange
+//!   loop that also clears `VALUE` ([`receiver::leave`](crate::receiver)).
+//! - A sender whose publish found the receiver gone used to read its value
+//!   back after that publish, while the receiver holding `tx_waker`, or an
+//!   earlier sender holding `rx_waker`, could free the block on seeing
+//!   `TX_DONE`. Now a sender that has already seen `RX_GONE` keeps its value
+//!   out of the block, and one whose publish reveals `RX_GONE` is protected
+//!   by `VALUE`: since a departing receiver clears `VALUE`, `VALUE | RX_GONE`
+//!   means "a sender is taking its value back", and an earlier holder's
+//!   release does not free then. The sender reads the value back and, if a
+//!   holder is still there, gives the block up with `fetch_sub(VALUE)`;
+//!   whichever of the two comes last frees.
+//!
+//! Under loom, [`Inner::free`] first writes every cell of the block
+//! (`retire`), so an access by another party that is not ordered before the
+//! free fails the model as a data race: loom cannot see memory being freed
+//! by itself.
+//!
 //! ## Adds where an "or" is meant, and the layout
 //!
 //! Setting a bit that is known to be clear (the publish, a registration,
@@ -187,7 +213,8 @@
 //! | `Receiver::sender` (recycle) | 0 (a store); 1 (`fetch_add`) if a sender still holds the waker slot |
 //! | `try_recv`, `is_closed`, `has_value` | 0 |
 //! | drop of a sender without sending | same as `send` |
-//! | drop of the receiver | 1 (2 if the sender waits in `closed()`) |
+//! | drop of the receiver | 1 compare-exchange, retried only if another party changed the word meanwhile (plus 1 to win its registration back if it was waiting, 1 if the sender waits in `closed()`) |
+//! | `send` to a receiver that left | 1 (2 if an earlier sender still holds `rx_waker`) |
 
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
@@ -282,7 +309,21 @@ impl<T> Inner<T> {
         // SAFETY: allocated by `Box::leak` in `allocate`; the caller is the
         // last owner, so this is the only reference.
         let block = unsafe { Box::from_raw(ptr.as_ptr()) };
+        block.retire();
         drop(Self::into_wakers(block));
+    }
+
+    /// Tells the model checker that the block is about to be freed: a write
+    /// access, from the freeing thread, to every cell in it. Loom does not
+    /// see memory being freed; with this, an access by another party that
+    /// is not ordered before the free (a use-after-free) fails the model.
+    /// In the std build the closures do nothing and this compiles to
+    /// nothing.
+    fn retire(&self) {
+        self.rx_waker.with_mut(|_| ());
+        self.value.with_mut(|_| ());
+        self.rx.with_mut(|_| ());
+        self.tx_waker.with_mut(|_| ());
     }
 
     /// Frees the block's memory and returns the wakers that were in it.
@@ -295,24 +336,36 @@ impl<T> Inner<T> {
     }
 
     /// The sender's last act, shared by `send` and the sender's `Drop`:
-    /// publish `TX_DONE` (plus `VALUE` if a value was written), wake the
+    /// write `value` (if any) and publish `TX_DONE` (plus `VALUE`), wake the
     /// receiver if it handed over its waker, free the block if last.
     ///
-    /// Returns the value if it was written but the receiver is gone.
+    /// Returns the value if the receiver is gone.
     ///
     /// # Safety
     ///
-    /// Called once per sender, by the live sender of the current round, with
-    /// `sent` true only if it wrote the value slot. The sender must not touch
-    /// the block afterwards.
-    pub(crate) unsafe fn finish_sender(ptr: NonNull<Self>, sent: bool) -> Option<T> {
+    /// Called once per sender, by the live sender of the current round. The
+    /// sender must not touch the block afterwards.
+    pub(crate) unsafe fn finish_sender(ptr: NonNull<Self>, value: Option<T>) -> Option<T> {
         // SAFETY: a live sender co-owns the block; it stays allocated at
         // least until our final RMW below.
         let this = unsafe { ptr.as_ref() };
         // Foreign code (this waker's drop) runs only after the publish below:
         // a panic in it must not strand an unpublished value.
-        let closed_waker = this.reclaim_tx_waker();
-        let flags = TX_DONE | if sent { VALUE } else { 0 };
+        let (closed_waker, seen) = this.reclaim_tx_waker();
+        // A receiver already seen gone gets no value: keep it out of the
+        // block, so that nothing has to be read back after the publish.
+        let (flags, kept) = match value {
+            Some(value) if seen & RX_GONE == 0 => {
+                this.value.with_mut(|slot| {
+                    // SAFETY: while the sender is live (TX_DONE clear) nobody
+                    // else accesses the value slot: the receiver reads it
+                    // only after it observes VALUE, set by the RMW below.
+                    unsafe { (*slot).write(value) }
+                });
+                (VALUE | TX_DONE, None)
+            }
+            kept => (TX_DONE, kept),
+        };
         // An add, not an or: both bits are clear while a sender is live, so
         // the two agree, and `fetch_add` is one `lock xadd` on x86 where a
         // `fetch_or` whose result is used becomes a compare-exchange loop.
@@ -320,17 +373,37 @@ impl<T> Inner<T> {
         debug_assert_eq!(prev & flags, 0, "publish bits set before the publish");
 
         if prev & RX_GONE != 0 {
-            // Nobody will read the value: take it back. The receiver never
-            // reads the slot without observing VALUE before its RX_GONE.
-            let value = sent.then(|| {
-                // SAFETY: we wrote the slot and the receiver is gone.
-                this.value.with_mut(|p| unsafe { (*p).assume_init_read() })
-            });
+            // The receiver left (without holding tx_waker: if it held it, we
+            // saw RX_GONE above and published no value; and TX_WAKER is ours
+            // otherwise, cleared by the reclaim). A departing receiver clears
+            // VALUE, so VALUE with RX_GONE now means "a value is in the
+            // block and its sender will take it back": an earlier sender
+            // holding rx_waker does not free the block then.
+            let value = if flags & VALUE == 0 {
+                kept
+            } else {
+                // SAFETY: we wrote the slot; the receiver left before our
+                // publish, so it never reads it; VALUE keeps the block alive.
+                let back = this.value.with_mut(|p| unsafe { (*p).assume_init_read() });
+                if earlier_sender_holds(prev) {
+                    // Give the block up: the value is out. Whoever of us
+                    // and the holder comes last frees it.
+                    let prev = this.state.fetch_sub(VALUE, Ordering::AcqRel);
+                    if !earlier_sender_holds(prev) {
+                        // SAFETY: the holder released before our RMW (it saw
+                        // VALUE and left the block to us); nobody else owns it.
+                        unsafe { Self::free(ptr) };
+                    }
+                    drop(closed_waker);
+                    return Some(back);
+                }
+                Some(back)
+            };
             // Other owners: an earlier sender holding rx_waker, or the
             // departing receiver holding tx_waker (TX_WAKER with RX_GONE).
             // (RX_WAKER without HOLD cannot be set here: a departing
-            // receiver takes its own registration back in the same RMW
-            // that sets RX_GONE, see `receiver::leave`.)
+            // receiver takes its own registration back before it sets
+            // RX_GONE, see `receiver::leave`.)
             if !earlier_sender_holds(prev) && prev & TX_WAKER == 0 {
                 // SAFETY: the receiver is gone and nobody holds a slot.
                 unsafe { Self::free(ptr) };
@@ -340,6 +413,7 @@ impl<T> Inner<T> {
             drop(closed_waker);
             return value;
         }
+        debug_assert!(kept.is_none(), "a value kept back from a live receiver");
         if this_rounds_waker(prev) {
             // Our publish took over rx_waker: move the waker out, release.
             // SAFETY: RX_WAKER without HOLD, together with our TX_DONE, gives
@@ -370,9 +444,13 @@ impl<T> Inner<T> {
         let receiver_gone = prev & RX_GONE != 0;
         let sender_done = prev & TX_DONE != 0;
         let receiver_holds_tx = prev & TX_WAKER != 0;
-        if receiver_gone && sender_done && !receiver_holds_tx {
+        // VALUE with RX_GONE: the current sender is taking its value back
+        // and frees the block itself (see `finish_sender`).
+        let sender_reads_back = prev & VALUE != 0;
+        if receiver_gone && sender_done && !receiver_holds_tx && !sender_reads_back {
             // SAFETY: every other owner is gone: the receiver left without
-            // holding tx_waker, and the current round's sender is done.
+            // holding tx_waker, and the current round's sender is done with
+            // the block.
             unsafe { Self::free(ptr) };
         }
     }
@@ -381,9 +459,10 @@ impl<T> Inner<T> {
     /// `tx_waker` back (unless the departing receiver already took it) and
     /// moves the waker out, so that `TX_WAKER` with `RX_GONE` keeps meaning
     /// "the receiver holds tx_waker". The caller drops the waker after its
-    /// publishing RMW. One load when `closed()` was never used.
+    /// publishing RMW. Also returns the last state word seen (its `RX_GONE`
+    /// is final once set). One load when `closed()` was never used.
     #[must_use = "drop the waker after publishing, not before"]
-    fn reclaim_tx_waker(&self) -> Option<Waker> {
+    fn reclaim_tx_waker(&self) -> (Option<Waker>, usize) {
         let mut state = self.state.load(Ordering::Acquire);
         while state & TX_WAKER != 0 && state & RX_GONE == 0 {
             match self.state.compare_exchange_weak(
@@ -395,12 +474,13 @@ impl<T> Inner<T> {
                 Ok(_) => {
                     // SAFETY: with TX_WAKER cleared and RX_GONE clear, the
                     // receiver will not take tx_waker; it is the sender's.
-                    return self.tx_waker.with_mut(|p| unsafe { (*p).take() });
+                    let waker = self.tx_waker.with_mut(|p| unsafe { (*p).take() });
+                    return (waker, state & !TX_WAKER);
                 }
                 Err(actual) => state = actual,
             }
         }
-        None
+        (None, state)
     }
 }
 

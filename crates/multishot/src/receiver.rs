@@ -424,15 +424,13 @@ impl<T> Drop for Receiver<T> {
         let value_taken = self.value_taken();
         let inner = self.inner;
         let shared = self.shared();
-        let (prev, own_waker) = leave(shared);
-        let unread = (prev & VALUE != 0 && !value_taken).then(|| {
-            shared.value.with_mut(|p| {
-                // SAFETY: VALUE was published before our RMW, so the sender
-                // is done with the slot and the value is ours, moved out
-                // once.
-                unsafe { (*p).assume_init_read() }
-            })
-        });
+        let Departure {
+            prev,
+            own_waker,
+            unread,
+        } = leave(inner, value_taken);
+        // From here on `shared` is used only inside the branches whose
+        // state says the block is still ours.
         let sender_alive = prev & TX_DONE == 0;
         let mut closed_waker = None;
         if sender_alive && prev & TX_WAKER != 0 {
@@ -465,37 +463,90 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
-/// The receiver's departing RMW: sets `RX_GONE` and returns the word as it
-/// was before. If this round's registration is still in `rx_waker` and the
-/// sender has not finished, the same RMW (then a compare-exchange) takes the
-/// slot back, and the registered waker is returned to be dropped by the
-/// receiver: a waker is dropped by the side that registered it, so a
-/// panicking drop unwinds out of the receiver's drop, never out of a later
-/// `send` (which would then have lost its value). The returned word has
-/// `RX_WAKER` cleared in that case.
-fn leave<T>(shared: &Inner<T>) -> (usize, Option<Waker>) {
+/// What the receiver takes with it when it leaves.
+struct Departure<T> {
+    /// The state word just before `RX_GONE` was set (with `RX_WAKER` and
+    /// `VALUE` as the receiver left them: its own registration taken back,
+    /// the value taken out).
+    prev: usize,
+    /// This round's registered waker, taken back from `rx_waker`.
+    own_waker: Option<Waker>,
+    /// A value that was sent but never received.
+    unread: Option<T>,
+}
+
+/// The receiver's departure: sets `RX_GONE`, after emptying the block of
+/// everything that is the receiver's, because from that RMW on another
+/// party may free the block (a finished sender still releasing `rx_waker`
+/// frees it on its release). So, before `RX_GONE` and in the same
+/// compare-exchange loop:
+///
+/// - this round's registration, if the sender has not finished, is won back
+///   (its waker is dropped by the receiver: a panicking drop unwinds out of
+///   the receiver's drop, never out of a later `send`, which would then lose
+///   its value);
+/// - a value that was sent but not received is moved out, and `VALUE` is
+///   cleared with `RX_GONE` (so `VALUE` with `RX_GONE` only ever means "a
+///   sender published after the receiver left and takes its value back").
+///
+/// The loop retries only when the sender or an earlier holder changed the
+/// word in between (each does so at most twice a round): lock-free, with a
+/// bounded number of retries.
+///
+/// Takes a pointer, not a reference: a reference argument would have to
+/// stay valid for the whole call, and the block may be freed before this
+/// returns.
+fn leave<T>(inner: NonNull<Inner<T>>, value_taken: bool) -> Departure<T> {
+    // SAFETY: the receiver co-owns the block until its RMW below sets
+    // RX_GONE; this reference is not used after that RMW.
+    let shared = unsafe { inner.as_ref() };
     let mut state = shared.state.load(Ordering::Acquire);
-    while this_rounds_waker(state) && state & TX_DONE == 0 {
-        // RX_GONE is clear (set once, here), so the add is exact.
+    let mut own_waker = None;
+    let mut unread = None;
+    loop {
+        if this_rounds_waker(state) && state & TX_DONE == 0 {
+            match shared.state.compare_exchange_weak(
+                state,
+                state & !RX_WAKER,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: we cleared RX_WAKER while the sender was alive,
+                    // so the sender never takes this slot: it is ours again.
+                    own_waker = shared.rx_waker.with_mut(|p| unsafe { (*p).take() });
+                    state &= !RX_WAKER;
+                }
+                Err(actual) => state = actual,
+            }
+            continue;
+        }
+        if state & (VALUE | TX_DONE) == VALUE | TX_DONE && !value_taken && unread.is_none() {
+            unread = Some(shared.value.with_mut(|p| {
+                // SAFETY: VALUE was published (acquired above) by the sender,
+                // which is done with the slot; RX_GONE is not set yet, so
+                // nobody frees the block; read once (`unread` was empty).
+                unsafe { (*p).assume_init_read() }
+            }));
+        }
+        // RX_GONE is set once, here, so the add is exact; VALUE (if set)
+        // is cleared: the value, if any, is out of the block by now.
         match shared.state.compare_exchange_weak(
             state,
-            (state & !RX_WAKER) + RX_GONE,
+            (state + RX_GONE) & !VALUE,
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                // SAFETY: we cleared RX_WAKER while the sender was alive, so
-                // the sender never takes this slot: it is ours again.
-                let waker = shared.rx_waker.with_mut(|p| unsafe { (*p).take() });
-                return (state & !RX_WAKER, waker);
+                return Departure {
+                    prev: state & !VALUE,
+                    own_waker,
+                    unread,
+                };
             }
             Err(actual) => state = actual,
         }
     }
-    // RX_GONE is set once, here: an add is the same as an or.
-    let prev = shared.state.fetch_add(RX_GONE, Ordering::AcqRel);
-    debug_assert_eq!(prev & RX_GONE, 0, "receiver dropped twice");
-    (prev, None)
 }
 
 impl<T> fmt::Debug for Receiver<T> {

@@ -66,17 +66,9 @@ impl<T> Sender<T> {
     pub fn send(self, value: T) -> Result<(), SendError<T>> {
         let inner = self.inner;
         core::mem::forget(self); // `finish_sender` below replaces `Drop`
-        // SAFETY: the live sender co-owns the block until `finish_sender`.
-        let shared = unsafe { inner.as_ref() };
-        shared.value.with_mut(|slot| {
-            // SAFETY: while the sender is live (TX_DONE clear) nobody else
-            // accesses the value slot: the receiver reads it only after it
-            // observes VALUE, which the RMW inside `finish_sender` sets.
-            unsafe { (*slot).write(value) }
-        });
-        // SAFETY: we are the live sender, we wrote the slot, and we do not
-        // touch the block afterwards (`self` was forgotten).
-        match unsafe { Inner::finish_sender(inner, true) } {
+        // SAFETY: we are the live sender, and we do not touch the block
+        // afterwards (`self` was forgotten).
+        match unsafe { Inner::finish_sender(inner, Some(value)) } {
             None => Ok(()),
             Some(value) => Err(SendError(value)),
         }
@@ -152,9 +144,9 @@ impl<T> Drop for Sender<T> {
     /// Closes the round without a value: the receiver gets
     /// [`RecvError`](crate::RecvError). Same cost as `send`.
     fn drop(&mut self) {
-        // SAFETY: we are the live sender, did not write the slot, and the
-        // block is not touched again by this (dropped) sender.
-        let none = unsafe { Inner::finish_sender(self.inner, false) };
+        // SAFETY: we are the live sender, and the block is not touched
+        // again by this (dropped) sender.
+        let none = unsafe { Inner::finish_sender(self.inner, None) };
         debug_assert!(none.is_none());
     }
 }

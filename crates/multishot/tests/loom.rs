@@ -282,7 +282,10 @@ fn receiver_drop_while_old_sender_holds_slot() {
         let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
         let s2 = r.sender().unwrap();
         let t2 = thread::spawn(move || {
-            let _ = s2.send(payload("two"));
+            // Either delivered (and dropped with the receiver) or given back.
+            if let Err(back) = s2.send(payload("two")) {
+                assert_eq!(*back.into_inner(), "two");
+            }
         });
         drop(r);
         t1.join().unwrap();
