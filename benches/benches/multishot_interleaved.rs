@@ -1,90 +1,74 @@
-//! The two-thread ping-pong rows of the multishot suite, measured
-//! *interleaved*: each round runs every implementation once, back to back,
-//! and the report gives the median over rounds plus the median of the
-//! per-round ratios ours/peer.
+//! The two-thread ping-pong rows of the multishot suite, measured in
+//! interleaved rounds, quiet and loaded, wall time and CPU time of both
+//! threads (`benches::interleaved`, whose documentation says how and why).
 //!
 //! These are the suite's only two-thread rows. Why not criterion: on a
 //! shared virtual machine the cost of a cache-line transfer between the two
 //! vCPUs drifts (we see whole minutes at ~5x), and criterion measures one
 //! row after the other, so two rows can land in different regimes. A ratio
-//! taken within one round compares like with like. Writes
-//! `target/bench-report.d/multishot-interleaved.md`.
+//! taken within one round compares like with like.
+//!
+//! Three groups:
+//! - task-style, busy-waiting executor (`spin_block_on` on both sides, the
+//!   same for every channel): each channel's own register / send / wake /
+//!   re-poll path, with the cost of waking a parked thread taken out;
+//! - task-style, parking executor, the way users run tasks: every channel in
+//!   `sync_core::future::block_on` (one executor for all, so the rows differ
+//!   only in the channel: the fair comparison), plus tokio in its own
+//!   current-thread runtime on each side (what a tokio user sees; its
+//!   runtime's park and re-poll path differs from `block_on`'s, so read it
+//!   beside, not instead of, the `block_on` row);
+//! - blocking: each channel's own blocking receive on both sides.
+//!
+//! Writes `target/bench-report.d/multishot-interleaved.md`. `BENCH_ROUNDS`
+//! and `BENCH_RUN_MS` shrink a run while developing; `--test` runs every
+//! row once, briefly.
 
 #[path = "shared/multishot_pingpong.rs"]
 mod pingpong;
+use benches::interleaved::{Design, Settings, compare};
 use pingpong::Wait;
-use std::time::Duration;
 
-type Row = (&'static str, fn(u64) -> Duration);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs `rows` interleaved and returns a Markdown table.
-fn compare(title: &str, rows: &[Row], rounds: usize, iters: u64) -> String {
-    for (_, run) in rows {
-        run(iters / 4); // warm-up: threads, allocator caches
+/// One row per channel, both sides waiting as `wait` says (futures'
+/// oneshot has no blocking receive).
+fn rows(wait: Wait) -> Vec<Design> {
+    let mut rows = vec![
+        Design::new("ours-recycled", move |n| pingpong::ours(n, wait)),
+        Design::new("tokio", move |n| pingpong::tokio(n, wait)),
+        Design::new("oneshot", move |n| pingpong::oneshot(n, wait)),
+    ];
+    if !matches!(wait, Wait::Blocking) {
+        rows.push(Design::new("futures", move |n| pingpong::futures(n, wait)));
     }
-    let mut per_trip: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
-    for _ in 0..rounds {
-        for (i, (_, run)) in rows.iter().enumerate() {
-            per_trip[i].push(run(iters).as_nanos() as f64 / iters as f64);
-        }
-    }
-    let mut md = format!(
-        "### {title}\n\n{rounds} rounds x {iters} round trips, every implementation once per round.\n\n\
-         | implementation | median ns / round trip | ours / this (median of per-round ratios) |\n|---|---:|---:|\n"
-    );
-    for (i, (name, _)) in rows.iter().enumerate() {
-        let ratio = median(
-            per_trip[0]
-                .iter()
-                .zip(&per_trip[i])
-                .map(|(ours, peer)| ours / peer)
-                .collect(),
-        );
-        let ns = median(per_trip[i].clone());
-        md.push_str(&format!("| {name} | {ns:.0} | {ratio:.2} |\n"));
-    }
-    md.push('\n');
-    md
+    rows
 }
 
 fn main() {
-    let (rounds, iters) = if benches::smoke_test_mode() {
-        (1, 100)
-    } else {
-        (41, 20_000)
-    };
-    let task: [Row; 4] = [
-        ("ours-recycled", |n| pingpong::ours(n, Wait::Task)),
-        ("tokio", |n| pingpong::tokio(n, Wait::Task)),
-        ("futures", pingpong::futures),
-        ("oneshot", |n| pingpong::oneshot(n, Wait::Task)),
-    ];
-    let blocking: [Row; 3] = [
-        ("ours-recycled", |n| pingpong::ours(n, Wait::Blocking)),
-        ("tokio", |n| pingpong::tokio(n, Wait::Blocking)),
-        ("oneshot", |n| pingpong::oneshot(n, Wait::Blocking)),
-    ];
+    // 12 rows x (15 quiet + 15 loaded rounds + 2 warm-up runs) x 0.3 s:
+    // about 2 minutes.
+    let settings = Settings::from_env(15, 300);
+    let mut park_task = rows(Wait::ParkTask);
+    park_task.push(Design::new("tokio (own current-thread runtime)", |n| {
+        pingpong::tokio(n, Wait::TokioRuntime)
+    }));
     let mut md = String::from("## multishot: two-thread ping-pong, interleaved rounds\n\n");
     md += &compare(
-        "task-style (both sides `spin_block_on`, woken by waker)",
-        &task,
-        rounds,
-        iters,
+        "task-style, busy-waiting executor (both sides `spin_block_on`)",
+        &rows(Wait::SpinTask),
+        &settings,
     );
-    // Blocking round trips park, so they are ~100x slower: fewer of them.
+    md += &compare(
+        "task-style, parking executor (both sides `sync_core::future::block_on`; \
+         one tokio row in tokio's own current-thread runtime)",
+        &park_task,
+        &settings,
+    );
     md += &compare(
         "blocking (each channel's own blocking receive on both sides)",
-        &blocking,
-        rounds,
-        iters / 10,
+        &rows(Wait::Blocking),
+        &settings,
     );
-    println!("{md}");
-    if !benches::smoke_test_mode() {
+    if !settings.smoke {
         std::fs::write(benches::report_fragment_path("multishot-interleaved"), md).unwrap();
     }
 }

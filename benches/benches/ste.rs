@@ -12,6 +12,11 @@
 //! - `ste/submit-concurrent/N`: N threads doing round trips at once (time per
 //!   round trip as each submitter sees it).
 //!
+//! The single-submitter round trip against mpsc and crossbeam is also
+//! measured in interleaved rounds, quiet and loaded, with CPU time per round
+//! trip (`ste_interleaved.rs`): criterion's figures here compare rows run
+//! one after the other on a drifting machine, so prefer those ratios.
+//!
 //! Then a custom loop times every round trip individually and writes
 //! median / p99 / p99.9 (and allocations per call) to the report fragment
 //! `ste-latency`. With `--test`, everything runs briefly and asserts.
@@ -58,87 +63,14 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 // ---------------------------------------------------------------------------
-// The implementations: each is a dedicated thread answering `x + 1`.
+// The implementations: each is a dedicated thread answering `x + 1`. The
+// single-submitter ones (ours, mpsc, crossbeam) are shared with the
+// interleaved quiet / loaded comparison, `ste_interleaved.rs`.
 
-type Job = Box<dyn FnOnce() -> u64 + Send>;
-
-/// std mpsc: boxed job in, answer out.
-struct Mpsc {
-    jobs: Option<mpsc::Sender<Job>>,
-    answers: mpsc::Receiver<u64>,
-    worker: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Mpsc {
-    fn new() -> Self {
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (answer_tx, answers) = mpsc::channel();
-        let worker = std::thread::spawn(move || {
-            for job in job_rx {
-                if answer_tx.send(job()).is_err() {
-                    break;
-                }
-            }
-        });
-        Mpsc {
-            jobs: Some(jobs),
-            answers,
-            worker: Some(worker),
-        }
-    }
-    fn call(&self, x: u64) -> u64 {
-        self.jobs
-            .as_ref()
-            .unwrap()
-            .send(Box::new(move || black_box(x) + 1))
-            .unwrap();
-        self.answers.recv().unwrap()
-    }
-}
-
-impl Drop for Mpsc {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        self.worker.take().unwrap().join().unwrap();
-    }
-}
-
-/// crossbeam-channel: `bounded(1)` ping-pong of a value.
-struct Crossbeam {
-    pings: Option<crossbeam_channel::Sender<u64>>,
-    pongs: crossbeam_channel::Receiver<u64>,
-    worker: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Crossbeam {
-    fn new() -> Self {
-        let (pings, ping_rx) = crossbeam_channel::bounded::<u64>(1);
-        let (pong_tx, pongs) = crossbeam_channel::bounded(1);
-        let worker = std::thread::spawn(move || {
-            for x in ping_rx {
-                if pong_tx.send(black_box(x) + 1).is_err() {
-                    break;
-                }
-            }
-        });
-        Crossbeam {
-            pings: Some(pings),
-            pongs,
-            worker: Some(worker),
-        }
-    }
-    fn call(&self, x: u64) -> u64 {
-        self.pings.as_ref().unwrap().send(x).unwrap();
-        self.pongs.recv().unwrap()
-    }
-}
-
-impl Drop for Crossbeam {
-    fn drop(&mut self) {
-        drop(self.pings.take());
-        self.worker.take().unwrap().join().unwrap();
-    }
-}
+#[path = "shared/ste_round_trip.rs"]
+#[allow(dead_code)] // `finish` (the worker's CPU time) is for ste_interleaved
+mod calls;
+use calls::{Crossbeam, Mpsc, ours_call};
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -153,10 +85,6 @@ fn tokio_call(rt: &tokio::runtime::Runtime, x: u64) -> u64 {
 
 fn scope_call(x: u64) -> u64 {
     std::thread::scope(|s| s.spawn(|| black_box(x) + 1).join().unwrap())
-}
-
-fn ours_call(thread: &ste::Thread, x: u64) -> u64 {
-    thread.submit(|| black_box(x) + 1).unwrap()
 }
 
 // ---------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
+pub mod interleaved;
+
 /// Where suites put Markdown fragments that `cargo xtask bench` appends to
 /// `target/bench-report.md` (for figures criterion cannot produce: tail
-/// percentiles, allocation counts).
+/// percentiles, allocation counts, the [`interleaved`] quiet / loaded
+/// comparisons).
 pub fn report_fragment_path(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join("target/bench-report.d");

@@ -5,8 +5,11 @@
 //! a criterion group per workload, named `<crate>/<workload>`; inside it one
 //! function per implementation, `ours...` for ours (e.g. `ours-recycled`) and
 //! the peer's name otherwise (`tokio`, `futures`, `oneshot`, ...). Suites that
-//! measure something criterion cannot (tail percentiles, allocation counts)
-//! write Markdown fragments to `target/bench-report.d/`, appended verbatim.
+//! measure something criterion cannot (tail percentiles, allocation counts,
+//! and the two-thread workloads: the `<crate>_interleaved` suites run every
+//! design in interleaved rounds, quiet and with one busy thread per core,
+//! with CPU time per round trip, see `benches::interleaved`) write Markdown
+//! fragments to `target/bench-report.d/`, appended verbatim.
 
 use crate::Args;
 use crate::steps::{run_cmd, workspace_root};
@@ -61,7 +64,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     let _ = writeln!(
         md,
         "One run of `cargo xtask bench`. Medians from criterion; ratio = ours / peer \
-         (below 1.00 means ours is faster).\n"
+         (below 1.00 means ours is faster). For two-thread workloads read the \
+         interleaved sections further down (quiet and loaded machine, CPU time per \
+         round trip) rather than criterion's one-row-after-another figures.\n"
     );
     let _ = writeln!(
         md,

@@ -1,0 +1,97 @@
+//! `ste`'s round trip to its dedicated thread against its peers, measured in
+//! interleaved rounds, quiet and loaded, wall time and CPU time of both
+//! threads (`benches::interleaved`, whose documentation says how and why).
+//!
+//! Rows (the bodies are shared with the criterion suite, `ste.rs`):
+//! - ours: `Thread::submit` of a closure borrowing `x`, answering `x + 1`;
+//! - mpsc: a boxed job over a std channel to a dedicated thread, the answer
+//!   back over a second one;
+//! - crossbeam: `x` over a `bounded(1)` channel, `x + 1` back over another.
+//!
+//! "Both sides" are the submitting thread and the worker. The worker's CPU
+//! time: for ours, read by closures submitted just before and just after the
+//! timed loop; for mpsc and crossbeam, by the worker itself at the start and
+//! the end of its loop (returned when it exits). Every run starts a fresh
+//! worker, so the worker's idle waiting between round trips is counted, and
+//! so is one untimed round trip that makes sure the worker runs before the
+//! clock starts.
+//!
+//! Writes `target/bench-report.d/ste-interleaved.md`. `BENCH_ROUNDS` and
+//! `BENCH_RUN_MS` shrink a run while developing; `--test` runs every row
+//! once, briefly.
+
+#[path = "shared/ste_round_trip.rs"]
+mod calls;
+use benches::interleaved::{Design, Measurement, Settings, compare, round_trips, thread_cpu};
+use calls::{Crossbeam, Mpsc, ours_call};
+use std::time::{Duration, Instant};
+
+/// Times calls of `call` on this thread (at most `iters`, until the
+/// harness's deadline), after one untimed call (the worker is then
+/// running): (calls, wall, this thread's CPU).
+fn timed(iters: u64, mut call: impl FnMut(u64) -> u64) -> (u64, Duration, Duration) {
+    let mut x = call(0);
+    assert_eq!(x, 1);
+    let mut trips = round_trips(iters);
+    let cpu = thread_cpu();
+    let start = Instant::now();
+    for _ in &mut trips {
+        let y = call(x);
+        assert_eq!(y, x + 1);
+        x = y;
+    }
+    (trips.done(), start.elapsed(), thread_cpu() - cpu)
+}
+
+fn ours(iters: u64) -> Measurement {
+    let thread = ste::Thread::new().unwrap();
+    let worker_cpu = thread.submit(thread_cpu).unwrap();
+    let (trips, wall, cpu) = timed(iters, |x| ours_call(&thread, x));
+    let worker_cpu = thread.submit(thread_cpu).unwrap() - worker_cpu;
+    thread.join().unwrap();
+    Measurement {
+        trips,
+        wall,
+        cpu: cpu + worker_cpu,
+    }
+}
+
+fn mpsc(iters: u64) -> Measurement {
+    let m = Mpsc::new();
+    let (trips, wall, cpu) = timed(iters, |x| m.call(x));
+    Measurement {
+        trips,
+        wall,
+        cpu: cpu + m.finish(),
+    }
+}
+
+fn crossbeam(iters: u64) -> Measurement {
+    let cb = Crossbeam::new();
+    let (trips, wall, cpu) = timed(iters, |x| cb.call(x));
+    Measurement {
+        trips,
+        wall,
+        cpu: cpu + cb.finish(),
+    }
+}
+
+fn main() {
+    // 3 rows x (15 quiet + 15 loaded rounds + 2 warm-up runs) x 0.5 s:
+    // under a minute.
+    let settings = Settings::from_env(15, 500);
+    let designs = [
+        Design::new("ours (submit)", ours),
+        Design::new("mpsc", mpsc),
+        Design::new("crossbeam bounded(1)", crossbeam),
+    ];
+    let mut md = String::from("## ste: round trip to the dedicated thread, interleaved rounds\n\n");
+    md += &compare(
+        "`submit` round trip vs request/response to a dedicated thread",
+        &designs,
+        &settings,
+    );
+    if !settings.smoke {
+        std::fs::write(benches::report_fragment_path("ste-interleaved"), md).unwrap();
+    }
+}

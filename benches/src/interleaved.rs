@@ -1,0 +1,398 @@
+//! Two-thread designs compared in interleaved rounds, on a quiet machine and
+//! on a loaded one, with wall time *and* CPU time per round trip.
+//!
+//! # What the harness does
+//!
+//! [`compare`] takes a list of [`Design`]s (the first one is ours), warms
+//! each up, then runs `rounds` quiet rounds and `rounds` loaded rounds,
+//! alternating (quiet, loaded, quiet, loaded, ...). In every round every
+//! design runs once, back to back, with the starting design rotated from
+//! round to round so that no design always runs first after the busy threads
+//! start. Each run lasts [`Settings::run_time`]: the design loops over
+//! [`round_trips`], which ends at the deadline the harness set for the run,
+//! and reports how many round trips it did. (Sizing runs by a round-trip
+//! count does not work here: the same design flips between regimes 1000x
+//! apart, 0.5 µs and 1.5 ms per round trip, from one run to the next.) A
+//! design starts its threads and waits until they run before its clocks
+//! start, so the run is not charged for thread start-up.
+//!
+//! # Loaded
+//!
+//! For a loaded round the harness starts one busy thread per core
+//! ([`std::thread::available_parallelism`]), each incrementing a
+//! `black_box`ed counter until told to stop, waits until all of them run,
+//! runs the round, then stops and joins them. The two threads of the round
+//! trip therefore compete with as many always-runnable threads as there are
+//! cores: a waiter that spins burns the time slice its peer needs to answer,
+//! and a thread that parks waits for the scheduler to pick it again. That is
+//! the machine users have (rarely idle), and it is where a spin-then-park
+//! policy can win quiet and lose 2-3x (`spec/workspace.md`, "Benchmarks").
+//!
+//! # CPU time
+//!
+//! Every design measures the CPU time of *both* sides of its round trip,
+//! each side its own thread's, with [`thread_cpu`] (the calling thread's
+//! user + system time: the per-thread clock behind
+//! `getrusage(RUSAGE_THREAD)`, read exactly with
+//! `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), read at the start and the end
+//! of that side's loop, and adds them up. Not the process's CPU time
+//! (`RUSAGE_SELF`): that would count the busy threads too. So "CPU / round
+//! trip" is what one round trip costs the machine: a waiter that spins
+//! shows up here even when its wall time looks good, and under load that
+//! CPU is taken from the busy threads, i.e. from the user's other work.
+//!
+//! # Why interleaved
+//!
+//! On a shared virtual machine the cost of waking a thread or moving a cache
+//! line between vCPUs drifts by several x over minutes, and how the
+//! scheduler places four runnable threads on two cores changes from run to
+//! run. Criterion runs one row after the other, so two rows can land in
+//! different regimes and their ratio measures the machine, not the designs.
+//! Here every round runs every design within a second or two, so a ratio
+//! taken within one round compares like with like. Quiet and loaded rounds
+//! alternate (rather than all quiet, then all loaded) for the same reason:
+//! both tables then describe the same stretch of time, and a regime change
+//! half-way through hits both modes alike instead of one of them.
+//!
+//! # Reading the table
+//!
+//! Per mode and design: the median over rounds of wall time per round trip
+//! and of CPU time per round trip (both sides), and the median over rounds
+//! of the per-round ratio ours / this design, for wall time and for CPU
+//! time, plus the lowest and highest per-round wall ratio. Below 1.00 ours
+//! is faster (or cheaper) than that design; ours' own row reads 1.00. A
+//! median of per-round ratios is not the ratio of the medians: it says how
+//! ours compared with the design *in the same round*, which is the figure
+//! to trust when the machine drifts. Loaded rows depend on the scheduler's
+//! placement, which changes from run to run and hour to hour, so judge them
+//! over several runs, not one.
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What one run of a design measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Measurement {
+    /// How many round trips the run did.
+    pub trips: u64,
+    /// Wall time for those round trips, as the initiating side saw it.
+    pub wall: Duration,
+    /// CPU time both sides of the round trip used (each side's own thread,
+    /// from [`thread_cpu`]), added up.
+    pub cpu: Duration,
+}
+
+impl Measurement {
+    fn wall_ns(&self) -> f64 {
+        self.wall.as_nanos() as f64 / self.trips as f64
+    }
+    fn cpu_ns(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.trips as f64
+    }
+}
+
+/// One row of a comparison: a name and a function that does at most the
+/// given number of round trips, looping over [`round_trips`] so that it
+/// stops at the harness's deadline, and measures them.
+pub struct Design {
+    name: &'static str,
+    run: Box<dyn Fn(u64) -> Measurement>,
+}
+
+impl Design {
+    /// A row named `name`; `run(trips)` does the round trips
+    /// [`round_trips(trips)`](round_trips) yields and returns how many, the
+    /// wall time and both sides' CPU time.
+    pub fn new(name: &'static str, run: impl Fn(u64) -> Measurement + 'static) -> Design {
+        Design {
+            name,
+            run: Box::new(run),
+        }
+    }
+}
+
+/// The CPU time (user + system) the calling thread has used so far:
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`. Linux only.
+///
+/// The same per-thread figure `getrusage(RUSAGE_THREAD)` reports, but exact
+/// to the call: getrusage returns the thread's runtime as of the last
+/// scheduler tick or context switch, so for a thread that spins it lags by
+/// up to a tick (measured here: 0.05 ms reported for 2 ms of spinning, 8.4
+/// ms for 10 ms), which would flatter exactly the waiters that spin.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// How long and how often [`compare`] measures.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Rounds per mode (so `2 * rounds` rounds in all).
+    pub rounds: usize,
+    /// How long one run of one design lasts.
+    pub run_time: Duration,
+    /// The most round trips one run does (a bound that the deadline makes
+    /// moot outside smoke tests).
+    pub max_trips: u64,
+    /// Smoke test: no warm-up, one round per mode, runs of at most
+    /// `max_trips` round trips.
+    pub smoke: bool,
+}
+
+impl Settings {
+    /// `rounds` rounds per mode of `run_ms` milliseconds per run, unless the
+    /// environment says otherwise (`BENCH_ROUNDS`, `BENCH_RUN_MS`, for short
+    /// runs while developing); with `--test` ([`crate::smoke_test_mode`]),
+    /// one round per mode of runs of at most 100 round trips or 50 ms.
+    pub fn from_env(rounds: usize, run_ms: u64) -> Settings {
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        if crate::smoke_test_mode() {
+            return Settings {
+                rounds: 1,
+                run_time: Duration::from_millis(50),
+                max_trips: 100,
+                smoke: true,
+            };
+        }
+        Settings {
+            rounds: env("BENCH_ROUNDS").map_or(rounds, |r| r.max(1) as usize),
+            run_time: Duration::from_millis(env("BENCH_RUN_MS").unwrap_or(run_ms)),
+            max_trips: 100_000_000,
+            smoke: false,
+        }
+    }
+
+    /// One run of `design`, ending at `max_trips` round trips or at
+    /// `run_time`, whichever comes first.
+    fn run(&self, design: &Design) -> Measurement {
+        DEADLINE.set(Some(Instant::now() + self.run_time));
+        let got = (design.run)(self.max_trips);
+        DEADLINE.set(None);
+        assert!(got.trips > 0, "{}: no round trip measured", design.name);
+        got
+    }
+}
+
+thread_local! {
+    /// When the current run ends (set by [`Settings::run`] on the thread
+    /// that runs the design, read by [`round_trips`]).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The round trips of one run: yields `0, 1, 2, ...` up to `max` (the
+/// design's argument), and ends early once the deadline of the harness's
+/// current run has passed (checked every [`CHECK_EVERY`] round trips, after
+/// the first). [`RoundTrips::done`] is the count to report. Create it on the
+/// thread that the harness called the design on.
+pub fn round_trips(max: u64) -> RoundTrips {
+    RoundTrips {
+        next: 0,
+        max,
+        deadline: DEADLINE.get(),
+    }
+}
+
+/// How often [`RoundTrips`] reads the clock: rarely enough to add under a
+/// nanosecond per round trip, often enough to stop within a few
+/// milliseconds of the deadline even at 1.5 ms per round trip.
+pub const CHECK_EVERY: u64 = 16;
+
+/// See [`round_trips`].
+pub struct RoundTrips {
+    next: u64,
+    max: u64,
+    deadline: Option<Instant>,
+}
+
+impl RoundTrips {
+    /// How many round trips were yielded.
+    pub fn done(&self) -> u64 {
+        self.next
+    }
+}
+
+impl Iterator for RoundTrips {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        if self.next == self.max {
+            return None;
+        }
+        if self.next > 0
+            && self.next.is_multiple_of(CHECK_EVERY)
+            && self.deadline.is_some_and(|d| Instant::now() >= d)
+        {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Quiet,
+    Loaded,
+}
+
+const MODES: [Mode; 2] = [Mode::Quiet, Mode::Loaded];
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Quiet => "quiet",
+            Mode::Loaded => "loaded",
+        }
+    }
+    /// Starts the busy threads if this mode wants them; they stop when the
+    /// returned value is dropped.
+    fn enter(self) -> Option<Load> {
+        (self == Mode::Loaded).then(Load::start)
+    }
+}
+
+/// One busy thread per core, spinning until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start() -> Load {
+        let n = busy_threads();
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(Barrier::new(n + 1));
+        let threads = (0..n)
+            .map(|_| {
+                let (stop, running) = (Arc::clone(&stop), Arc::clone(&running));
+                std::thread::spawn(move || {
+                    running.wait();
+                    let mut counter = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        counter = black_box(counter.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        running.wait();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn busy_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `designs` (the first is ours) in interleaved quiet and loaded rounds
+/// as the module documentation says, prints progress to stderr, and returns
+/// a Markdown section headed `### {title}`.
+pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
+    assert!(!designs.is_empty());
+    let n = designs.len();
+    if !settings.smoke {
+        // Warm-up: threads, allocator caches, the regime of this mode.
+        for mode in MODES {
+            let _load = mode.enter();
+            for d in designs {
+                settings.run(d);
+            }
+        }
+    }
+    // results[mode][design][round]
+    let mut results: [Vec<Vec<Measurement>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
+    let started = Instant::now();
+    for round in 0..settings.rounds {
+        for (m, mode) in MODES.into_iter().enumerate() {
+            let _load = mode.enter();
+            for k in 0..n {
+                let i = (round + k) % n;
+                results[m][i].push(settings.run(&designs[i]));
+            }
+        }
+        // Progress, and each round's figures (the regimes a median hides).
+        let mut line = format!(
+            "{title}: round {}/{} ({:.0?}), wall / CPU ns per round trip:",
+            round + 1,
+            settings.rounds,
+            started.elapsed()
+        );
+        for (m, mode) in MODES.into_iter().enumerate() {
+            line += &format!("\n  {:6}", mode.name());
+            for (i, d) in designs.iter().enumerate() {
+                let got = results[m][i].last().unwrap();
+                line += &format!(" {}: {:.0} / {:.0};", d.name, got.wall_ns(), got.cpu_ns());
+            }
+        }
+        eprintln!("{line}");
+    }
+
+    let mut md = format!(
+        "### {title}\n\n{} quiet and {} loaded rounds, alternating; every design once per round \
+         (order rotated), {} ms per run. Loaded: {} busy threads (one per core) started by the \
+         harness. CPU = both sides' own thread CPU time (`CLOCK_THREAD_CPUTIME_ID`). \
+         Ratios: median of per-round ours / this (below 1.00: ours is faster / cheaper).\n\n\
+         | mode | design | wall ns / round trip | ours / this, wall | (min - max over rounds) \
+         | CPU ns / round trip | ours / this, CPU |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+        settings.rounds,
+        settings.rounds,
+        settings.run_time.as_millis(),
+        busy_threads(),
+    );
+    for (m, mode) in MODES.into_iter().enumerate() {
+        let ours = &results[m][0];
+        for (i, d) in designs.iter().enumerate() {
+            let this = &results[m][i];
+            let wall: Vec<f64> = this.iter().map(Measurement::wall_ns).collect();
+            let cpu: Vec<f64> = this.iter().map(Measurement::cpu_ns).collect();
+            let wall_ratio: Vec<f64> = ours
+                .iter()
+                .zip(this)
+                .map(|(o, t)| o.wall_ns() / t.wall_ns())
+                .collect();
+            let cpu_ratio: Vec<f64> = ours
+                .iter()
+                .zip(this)
+                .map(|(o, t)| o.cpu_ns() / t.cpu_ns().max(1.0))
+                .collect();
+            let lo = wall_ratio.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = wall_ratio.iter().copied().fold(0.0, f64::max);
+            md += &format!(
+                "| {} | {} | {:.0} | {:.2} | ({lo:.2} - {hi:.2}) | {:.0} | {:.2} |\n",
+                mode.name(),
+                d.name,
+                median(&wall),
+                median(&wall_ratio),
+                median(&cpu),
+                median(&cpu_ratio),
+            );
+        }
+    }
+    md.push('\n');
+    println!("{md}");
+    md
+}
