@@ -109,8 +109,8 @@ impl<T> Receiver<T> {
 
     /// Blocks the thread until the value arrives or the sender is gone.
     ///
-    /// Spins for a bounded moment first (at most a few microseconds, and only
-    /// while this receiver's recent spins caught the value:
+    /// Spins for a bounded moment first (50 µs at most, and only while this
+    /// receiver's recent spins caught the value fast:
     /// [`SpinPolicy`](sync_core::SpinPolicy); it never yields), then parks on a
     /// cached per-thread parker ([`with_thread_parker`]): no allocation
     /// after the thread's first blocking call at that nesting depth (a call

@@ -65,9 +65,11 @@
 //!   and dropping a [`Thread`] wait for the queued tasks and the postlude
 //!   (except on the worker itself, where they only ask it to stop).
 //! - **The spin budget.** A waiting caller, and the idle worker, follow
-//!   [`sync_core::SpinPolicy`]: they poll their condition for at most a few
-//!   microseconds, and only while that wait site's recent spins paid off
-//!   (the reply came during the spin); otherwise they park at once. So on a
+//!   [`sync_core::SpinPolicy`]: they poll their condition (for 50 µs at
+//!   most) only while that wait site's recent spins paid off (the reply
+//!   came fast) or the other side was just seen running (a caller whose
+//!   worker had not parked, a worker whose caller was still spinning);
+//!   otherwise they park at once. So on a
 //!   quiet machine a round trip stays in user space, and on a loaded one
 //!   the waiter stops burning the time slice the other side needs. No wait
 //!   ever yields or spins without bound. Under loom the budget is zero

@@ -106,6 +106,21 @@ impl Node {
     }
 }
 
+/// What a successful push learned.
+pub(crate) struct Pushed {
+    /// The worker had not parked: it was running or spinning, so an answer
+    /// is likely microseconds away (a hint for the caller's spin).
+    worker_was_awake: bool,
+}
+
+sync_core::thread_local! {
+    /// On a worker: whether the caller of the task it completed last was
+    /// still spinning (it will submit again soon: a hint for the worker's
+    /// idle spin).
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
+    static LAST_CALLER_SPINNING: core::cell::Cell<bool> = core::cell::Cell::new(false);
+}
+
 /// The queue of one worker (see the module docs).
 pub(crate) struct Queue {
     head: CachePadded<AtomicPtr<Node>>,
@@ -148,7 +163,7 @@ impl Queue {
     /// stay valid (not moved, not freed) until the worker has called its
     /// `run` function and that function has released it: for a stack task,
     /// until its state reads `DONE`; a boxed task is freed by `run` itself.
-    unsafe fn push(&self, node: *mut Node) -> Result<(), ()> {
+    unsafe fn push(&self, node: *mut Node) -> Result<Pushed, ()> {
         let mut current = self.head.load(Ordering::Relaxed);
         loop {
             if flags(current) & CLOSED != 0 {
@@ -167,10 +182,13 @@ impl Queue {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    if flags(current) & SLEEPING != 0 {
+                    let asleep = flags(current) & SLEEPING != 0;
+                    if asleep {
                         self.worker.unpark();
                     }
-                    return Ok(());
+                    return Ok(Pushed {
+                        worker_was_awake: !asleep,
+                    });
                 }
                 Err(actual) => current = actual,
             }
@@ -247,10 +265,12 @@ impl Queue {
                 continue;
             }
             // Idle: spin (if spinning pays off here) until something arrives.
-            if self
-                .idle
-                .spin_until(|| self.head.load(Ordering::Relaxed) != current)
-            {
+            let caller_spinning = LAST_CALLER_SPINNING
+                .try_with(|c| c.replace(false))
+                .unwrap_or(false);
+            if self.idle.spin_until_unless_parked(caller_spinning, || {
+                self.head.load(Ordering::Relaxed) != current
+            }) {
                 continue;
             }
             // Nothing to do and patience spent: announce that we sleep. Only
@@ -355,12 +375,12 @@ where
         // or after `wait` observed `DONE`. It is not moved meanwhile.
         // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
-        if pushed.is_ok() {
-            self.wait(&queue.callers, parker);
+        if let Ok(pushed) = &pushed {
+            self.wait(&queue.callers, pushed.worker_was_awake, parker);
         }
         core::mem::forget(guard);
         match pushed {
-            Ok(()) => {
+            Ok(_) => {
                 self.retire_frame();
                 Ok(self
                     .output
@@ -394,9 +414,9 @@ where
     }
 
     /// The caller's half of the completion handshake (module docs).
-    fn wait(&self, policy: &SpinPolicy, parker: &Parker) {
+    fn wait(&self, policy: &SpinPolicy, worker_awake: bool, parker: &Parker) {
         let state = &self.node.state;
-        if policy.spin_until(|| state.load(Ordering::Acquire) == DONE) {
+        if policy.spin_until_unless_parked(worker_awake, || state.load(Ordering::Acquire) == DONE) {
             return;
         }
         // SAFETY: while the state is WAITING the worker does not touch
@@ -459,7 +479,10 @@ unsafe fn complete(node: *mut Node) {
             .compare_exchange(WAITING, DONE, Ordering::Release, Ordering::Acquire)
     };
     if fast.is_ok() {
-        return; // the caller was spinning; it sees DONE by itself
+        // The caller was spinning; it sees DONE by itself, and will likely
+        // submit again right away (a hint for our idle spin).
+        let _ = LAST_CALLER_SPINNING.try_with(|c| c.set(true));
+        return;
     }
     // PARKING (acquired): the caller's unparker is in the node, and the
     // caller will not leave before DONE. Move the unparker out first.
@@ -513,7 +536,7 @@ impl<F: FnOnce() + Send + 'static> BoxTask<F> {
         // push fails and the worker never saw it). `F: Send`, so running and
         // dropping it on the worker is fine.
         match unsafe { queue.push(task.cast::<Node>()) } {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(()) => {
                 // SAFETY: from `Box::into_raw` above; never published.
                 let task = unsafe { Box::from_raw(task) };

@@ -295,7 +295,7 @@ impl Thread {
     /// Called from a task already running on this worker, `f` runs inline
     /// (re-entrancy cannot deadlock).
     ///
-    /// Allocates nothing. Waits by spinning for at most a few microseconds,
+    /// Allocates nothing. Waits by spinning (50 µs at most),
     /// and only while spinning pays off ([`SpinPolicy`]), then parking.
     ///
     /// # Errors

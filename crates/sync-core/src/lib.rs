@@ -12,7 +12,7 @@
 //!
 //! - [`CachePadded`]: keeps a hot atomic on its own cache line.
 //! - [`SpinPolicy`]: the one wait policy every waiting path uses: spin
-//!   (a few microseconds at most) only while this wait site's recent spins
+//!   (50 µs at most) only while this wait site's recent spins
 //!   paid off, otherwise park at once.
 //! - [`Backoff`]: a bounded spin, then yield, then "go park" budget, for
 //!   retry loops that have nothing to park on.

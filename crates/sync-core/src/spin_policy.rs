@@ -1,69 +1,92 @@
 //! The one wait policy of the workspace: spin only while spinning pays off.
-//!
-//! # Why
-//!
-//! A waiter that expects an answer within a microsecond or two (the other
-//! side of a ping-pong, a worker running a tiny task) saves a system call
-//! and a scheduler wake-up, 10-20 µs on the virtual machines we measure on,
-//! by spinning a little before it parks. But on a busy machine the thread
-//! it waits for is often *not running*: then every spin is wasted, and
-//! worse, it burns the very time slice the other side needs to answer. A
-//! fixed spin budget measured on a quiet machine made our round trips 2-3x
-//! slower than park-at-once peers when the cores were taken.
-//!
-//! # How
-//!
-//! Each wait site (a channel's receiver, a worker's queue) keeps a tiny
-//! history of its own recent waits in one word:
-//!
-//! - **credit** (0 ..= [`CREDIT`](SpinPolicy::CREDIT)): a wait whose
-//!   condition came true *during* the spin restores full credit; a wait that
-//!   spun its whole budget in vain costs one credit. At zero credit the site
-//!   parks **at once**.
-//! - **probes**: a site without credit still spins on one wait in
-//!   [`PROBE_EVERY`](SpinPolicy::PROBE_EVERY), so that it notices when the
-//!   machine has become quiet again. A probe that succeeds restores full
-//!   credit.
-//!
-//! The spin itself polls the condition with a pause instruction in between
-//! and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
-//! is read once every 64 polls), never by yields: `yield_now` under load
-//! hands the core to a busy thread for a whole time slice.
-//!
-//! So on a quiet machine a ping-pong keeps spinning (every wait succeeds),
-//! and on a loaded one a site stops spinning after `CREDIT` failed spins and
-//! from then on wastes at most one bounded spin in `PROBE_EVERY` waits.
-//!
-//! # The constants, and the measurements behind them
-//!
-//! - `SPIN_LIMIT` = 4 µs. Measured on this project's 2-core VM (AMD EPYC,
-//!   two runs, std only): a `pause` costs about 30 ns; reading the clock
-//!   about 27 ns; a ping-pong between two *spinning* threads takes 0.32-0.34
-//!   µs per round trip, while the same ping-pong through `park`/`unpark`
-//!   takes 14-53 µs. A reply from a thread that is running therefore
-//!   arrives well within 1-2 µs (a tiny task included); 4 µs covers that
-//!   with a margin, yet is a small fraction of one park round trip, so a
-//!   spin in vain costs little. (Spinning as long as a park costs, the
-//!   textbook 2-competitive bound, would burn 15-50 µs per miss here.)
-//! - `CREDIT` = 2: one unlucky miss (the other side preempted once) does not
-//!   switch spinning off; two in a row do.
-//! - `PROBE_EVERY` = 16: under load a probe that fails costs at most
-//!   `SPIN_LIMIT`, i.e. 0.25 µs per wait on average, against round trips of
-//!   tens of microseconds when the machine is loaded.
-//!
-//! Races between threads sharing one site only blur the history (relaxed
-//! loads and stores of one word); they never affect correctness, since the
-//! caller re-checks its condition and parks whatever the policy said.
-//!
-//! Under `--cfg loom` the budget is zero: [`spin_until`](SpinPolicy::spin_until)
-//! checks the condition once and returns, so models go straight to the park
-//! path and stay small. The history uses std's atomics on purpose: it is a
-//! performance hint, not part of any protocol a model should explore.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A wait site's spin-or-park policy (see the [module docs](self)).
+/// A wait site's spin-or-park policy: spin only while spinning pays off.
+///
+/// # Why
+///
+/// A waiter that expects an answer within a microsecond or two (the other
+/// side of a ping-pong, a worker running a tiny task) saves a system call
+/// and a scheduler wake-up, 10-20 µs on the virtual machines we measure on,
+/// by spinning a little before it parks. But on a busy machine the thread
+/// it waits for is often *not running*: then every spin is wasted, and
+/// worse, it burns the very time slice the other side needs to answer. A
+/// fixed spin budget measured on a quiet machine made our round trips 2-3x
+/// slower than park-at-once peers when the cores were taken.
+///
+/// # How
+///
+/// Each wait site (a channel's receiver, a worker's queue) keeps a tiny
+/// history of its own recent waits in one word:
+///
+/// - **credit** (0 ..= [`CREDIT`](SpinPolicy::CREDIT)): a wait whose
+///   condition came true *fast* during the spin (within
+///   [`FAST`](SpinPolicy::FAST): the peer was running) restores full
+///   credit; any other spin costs one. At zero credit the site parks **at
+///   once**.
+/// - **probes**: a site without credit still spins on one wait in
+///   2^2 ... 2^8 ([`PROBE_GAPS`](SpinPolicy::PROBE_GAPS)): the gap doubles
+///   after every probe that was not a fast hit and resets on a fast hit. A
+///   probe that comes true *late* (the peer had to be woken first) earns
+///   one more spin, to see whether the peer now stays awake.
+/// - **peer hints**: a caller that knows its peer was running a moment ago
+///   (ste's caller pushed to a worker that had not parked; ste's worker
+///   completed a task whose caller was still spinning) spins regardless of
+///   credit, and the outcome counts like a probe's
+///   ([`spin_until_unless_parked`](SpinPolicy::spin_until_unless_parked)).
+///   Without this, two parked sides of a ping-pong stay parked: each side's
+///   probe finds the other asleep, so it only ever sees late answers.
+///
+/// The spin itself polls the condition with a pause instruction in between
+/// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
+/// is read once every 64 polls), never by yields: `yield_now` under load
+/// hands the core to a busy thread for a whole time slice.
+///
+/// So on a quiet machine a ping-pong keeps spinning (every answer is fast),
+/// and on a loaded one a site stops spinning after two spins that were not
+/// fast, and from then on spends at most two spins per probe, one probe in
+/// 256 waits once the load persists.
+///
+/// # The constants, and the measurements behind them
+///
+/// Measured on this project's 2-core VM (AMD EPYC), std only: a `pause`
+/// costs about 25-30 ns and reading the clock about 25 ns. A ping-pong
+/// between two *spinning* threads takes 0.06-0.33 µs per round trip; the
+/// same ping-pong through `park`/`unpark` takes 14-53 µs when the vCPUs are
+/// idle (a halted vCPU is slow to wake) and 4-7 µs when they are kept busy.
+///
+/// - `FAST` = 4 µs: a running peer answers within about a microsecond
+///   (round trip plus a small task); anything slower means the peer was not
+///   running and had to be woken or scheduled.
+/// - `SPIN_LIMIT` = 50 µs: long enough that a probe on a quiet machine sees
+///   a parked peer woken (up to ~25 µs one way), so that it can find its way
+///   back to spinning; only probes and the one spin after a late probe ever
+///   run that long without a fast answer.
+/// - `CREDIT` = 2: one unlucky wait (the peer preempted once) does not
+///   switch spinning off; two in a row do.
+/// - `PROBE_GAPS` = 2^2 ... 2^8 waits: recovery within a few waits when the
+///   machine gets quiet again; under sustained load, at most two 50 µs spins
+///   per 256 waits (under 0.4 µs per wait on average).
+///
+/// Measured effect (interleaved rounds, `cargo xtask bench -p ste` and
+/// `-p multishot`, median of per-round ratios): quiet, ste's `submit` round
+/// trip is 0.01x std mpsc and multishot's blocking ping-pong 0.01x tokio and
+/// oneshot (we spin, they park); loaded, both stay at or below the peers in
+/// wall time and CPU per round trip. The closing notes of the issue that
+/// introduced this policy have the figures of each run.
+///
+/// Races between threads sharing one site only blur the history (relaxed
+/// loads and stores of one word); they never affect correctness, since the
+/// caller re-checks its condition and parks whatever the policy said.
+///
+/// Under `--cfg loom` the budget is zero: the spin functions check the
+/// condition once and return, so models go straight to the park path and
+/// stay small. The history uses std's atomics on purpose: it is a
+/// performance hint, not part of any protocol a model should explore.
+///
+/// # Example
 ///
 /// ```
 /// use sync_core::SpinPolicy;
@@ -71,33 +94,51 @@ use std::time::{Duration, Instant};
 ///
 /// static SITE: SpinPolicy = SpinPolicy::new();
 /// let ready = AtomicBool::new(true);
-/// // Spins (at most a few microseconds) only if this site's recent spins
-/// // paid off; `false` means "park now" (after re-checking, as always).
+/// // Spins (bounded) only if this site's recent spins paid off; `false`
+/// // means "park now" (after re-checking, as always).
 /// assert!(SITE.spin_until(|| ready.load(Ordering::Acquire)));
 /// ```
 #[derive(Debug)]
 pub struct SpinPolicy {
-    /// `credit | waits_since_credit_ran_out << 8`.
+    /// `credit | probe_shift << 8 | waits_without_credit << 16`.
     history: AtomicU32,
 }
 
-const CREDIT_MASK: u32 = 0xff;
-const COUNT_SHIFT: u32 = 8;
+const CREDIT_BITS: u32 = 0xff;
+const SHIFT_AT: u32 = 8;
+const SHIFT_BITS: u32 = 0xff << SHIFT_AT;
+const WAITS_AT: u32 = 16;
+
+/// How a spin ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    /// The condition came true within [`SpinPolicy::FAST`].
+    Fast,
+    /// It came true, but later: the peer had to be woken or scheduled.
+    Late,
+    /// The whole budget went by.
+    Miss,
+}
 
 impl SpinPolicy {
-    /// Longest a single spin lasts.
-    pub const SPIN_LIMIT: Duration = Duration::from_micros(4);
-    /// Credit of a site whose last spin succeeded; each spin in vain costs one.
+    /// Longest a single spin lasts: long enough to see a parked peer woken
+    /// up on this machine, so that a probe can tell "quiet" from "loaded".
+    pub const SPIN_LIMIT: Duration = Duration::from_micros(50);
+    /// A spin that ends within this is a *fast* hit: the peer was running.
+    pub const FAST: Duration = Duration::from_micros(4);
+    /// Credit after a fast hit; a miss or a late hit costs one.
     pub const CREDIT: u32 = 2;
-    /// A site without credit still spins on one wait in this many.
-    pub const PROBE_EVERY: u32 = 16;
+    /// Shortest and longest gap (as powers of two, in waits) between two
+    /// probes of a site without credit. A probe that is not a fast hit
+    /// doubles the gap; a fast hit resets it.
+    pub const PROBE_GAPS: (u32, u32) = (2, 8);
     /// Polls between two readings of the clock.
     const POLLS_PER_CLOCK_READ: u32 = 64;
 
     /// A site with full credit: its first waits spin.
     pub const fn new() -> Self {
         SpinPolicy {
-            history: AtomicU32::new(Self::CREDIT),
+            history: AtomicU32::new(Self::CREDIT | Self::PROBE_GAPS.0 << SHIFT_AT),
         }
     }
 
@@ -107,67 +148,112 @@ impl SpinPolicy {
     /// parks (after whatever re-check its protocol needs).
     ///
     /// Never blocks, never yields, never allocates. Checks `ready()` at
-    /// least once, even at zero credit (or under loom, where it checks only
-    /// once).
+    /// least once, even without credit (and under loom, where it checks
+    /// only once).
     #[inline]
     pub fn spin_until(&self, mut ready: impl FnMut() -> bool) -> bool {
         if ready() {
             return true;
         }
-        if cfg!(loom) || !self.should_spin() {
+        if cfg!(loom) {
             return false;
         }
-        let hit = Self::spin(&mut ready);
-        self.record(hit);
-        hit
+        let Some(probe) = self.should_spin() else {
+            return false;
+        };
+        let outcome = Self::spin(&mut ready);
+        self.record(probe, outcome);
+        outcome != Outcome::Miss
     }
 
-    /// Whether this wait should spin, counting it towards the next probe.
-    fn should_spin(&self) -> bool {
-        let history = self.history.load(Ordering::Relaxed);
-        if history & CREDIT_MASK > 0 {
+    /// Like [`spin_until`](Self::spin_until), but spins regardless of the
+    /// history when `peer_running` says the party that will make `ready()`
+    /// true was seen running just now (it had not parked), which is exactly
+    /// when spinning pays off. The outcome counts like a probe's: a fast
+    /// hit restores credit, anything else does not. This is what lets two
+    /// parked sides of a ping-pong find their way back to spinning on a
+    /// quiet machine: one side's probe keeps it running, the other sees it
+    /// running and spins too.
+    #[inline]
+    pub fn spin_until_unless_parked(
+        &self,
+        peer_running: bool,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        if !peer_running {
+            return self.spin_until(ready);
+        }
+        if ready() {
             return true;
         }
-        let waits = (history >> COUNT_SHIFT).wrapping_add(1);
-        self.history
-            .store(waits.wrapping_shl(COUNT_SHIFT), Ordering::Relaxed);
-        waits % Self::PROBE_EVERY == 0
+        if cfg!(loom) {
+            return false;
+        }
+        let outcome = Self::spin(&mut ready);
+        self.record(true, outcome);
+        outcome != Outcome::Miss
     }
 
-    fn record(&self, hit: bool) {
+    /// `Some(is_probe)` if this wait should spin; counts waits towards the
+    /// next probe of a site without credit.
+    fn should_spin(&self) -> Option<bool> {
         let history = self.history.load(Ordering::Relaxed);
-        let credit = history & CREDIT_MASK;
-        let new = if hit {
-            Self::CREDIT
-        } else {
-            credit.saturating_sub(1)
-        };
-        if new != credit || hit && history >> COUNT_SHIFT != 0 {
-            self.history.store(new, Ordering::Relaxed);
+        if history & CREDIT_BITS > 0 {
+            return Some(false);
         }
+        let shift = (history & SHIFT_BITS) >> SHIFT_AT;
+        let waits = (history >> WAITS_AT) + 1;
+        if waits >= 1 << shift {
+            self.history.store(shift << SHIFT_AT, Ordering::Relaxed);
+            return Some(true);
+        }
+        self.history
+            .store(waits << WAITS_AT | shift << SHIFT_AT, Ordering::Relaxed);
+        None
+    }
+
+    fn record(&self, probe: bool, outcome: Outcome) {
+        let history = self.history.load(Ordering::Relaxed);
+        let credit = history & CREDIT_BITS;
+        let shift = (history & SHIFT_BITS) >> SHIFT_AT;
+        let (min_shift, max_shift) = Self::PROBE_GAPS;
+        let (credit, shift) = match (outcome, probe) {
+            (Outcome::Fast, _) => (Self::CREDIT, min_shift),
+            // A probe that caught the peer late (it had to be woken) earns
+            // one more spin, to see whether the peer now stays awake.
+            (Outcome::Late, true) => (1, (shift + 1).min(max_shift)),
+            (Outcome::Miss, true) => (0, (shift + 1).min(max_shift)),
+            (_, false) => (credit.saturating_sub(1), shift),
+        };
+        self.history
+            .store(credit | shift << SHIFT_AT, Ordering::Relaxed);
     }
 
     /// The bounded spin: polls with a pause in between, reads the clock
     /// once per [`POLLS_PER_CLOCK_READ`](Self::POLLS_PER_CLOCK_READ) polls.
     #[cold]
-    fn spin(ready: &mut impl FnMut() -> bool) -> bool {
+    fn spin(ready: &mut impl FnMut() -> bool) -> Outcome {
         let start = Instant::now();
         loop {
             for _ in 0..Self::POLLS_PER_CLOCK_READ {
                 core::hint::spin_loop();
                 if ready() {
-                    return true;
+                    return if start.elapsed() <= Self::FAST {
+                        Outcome::Fast
+                    } else {
+                        Outcome::Late
+                    };
                 }
             }
             if start.elapsed() >= Self::SPIN_LIMIT {
-                return false;
+                return Outcome::Miss;
             }
         }
     }
 
-    /// Whether the site would spin on its next wait, without counting it.
+    /// Whether the site would spin on its next wait (not counting probes).
     pub fn has_credit(&self) -> bool {
-        self.history.load(Ordering::Relaxed) & CREDIT_MASK > 0
+        self.history.load(Ordering::Relaxed) & CREDIT_BITS > 0
     }
 }
 
@@ -181,53 +267,91 @@ impl Default for SpinPolicy {
 mod tests {
     use super::SpinPolicy;
     use core::cell::Cell;
+    use std::time::{Duration, Instant};
 
-    #[test]
-    fn a_site_whose_spins_fail_parks_at_once_but_probes() {
-        let site = SpinPolicy::new();
-        let polls = Cell::new(0u32);
-        let never = || {
-            polls.set(polls.get() + 1);
-            false
-        };
-        for _ in 0..SpinPolicy::CREDIT {
-            assert!(site.has_credit());
-            assert!(!site.spin_until(never));
-        }
-        assert!(!site.has_credit(), "credit spent after CREDIT failed spins");
+    /// Counts how many of `waits` waits on a never-true condition spun.
+    fn spins_among(site: &SpinPolicy, waits: u32) -> u32 {
         let mut spun = 0;
-        for _ in 0..SpinPolicy::PROBE_EVERY * 4 {
-            polls.set(0);
-            assert!(!site.spin_until(never));
-            if polls.get() > 1 {
-                spun += 1;
-            }
+        for _ in 0..waits {
+            let polls = Cell::new(0u32);
+            assert!(!site.spin_until(|| {
+                polls.set(polls.get() + 1);
+                false
+            }));
+            spun += u32::from(polls.get() > 1);
         }
-        assert_eq!(spun, 4, "one probe per PROBE_EVERY waits, else one check");
+        spun
     }
 
     #[test]
-    fn a_successful_spin_restores_credit() {
+    fn a_site_whose_spins_fail_parks_at_once_and_probes_ever_more_rarely() {
         let site = SpinPolicy::new();
-        for _ in 0..SpinPolicy::CREDIT {
-            assert!(!site.spin_until(|| false));
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+        assert!(!site.has_credit(), "credit spent after CREDIT failed spins");
+        let (min, max) = SpinPolicy::PROBE_GAPS;
+        // Gaps of 2^min, 2^(min+1), ... waits between failed probes.
+        let first_probes: u32 = (min..max).map(|s| 1 << s).sum();
+        assert_eq!(spins_among(&site, first_probes), max - min);
+        // From then on, one probe in 2^max waits.
+        assert_eq!(spins_among(&site, 4 << max), 4);
+    }
+
+    #[test]
+    fn a_fast_hit_restores_credit_and_a_late_probe_earns_one_spin() {
+        let site = SpinPolicy::new();
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+        // The next probe comes true only after FAST: a late hit.
+        let mut waits = 0;
+        loop {
+            waits += 1;
+            let start = Instant::now();
+            let polls = Cell::new(0u32);
+            let late = Duration::from_micros(8);
+            site.spin_until(|| {
+                polls.set(polls.get() + 1);
+                start.elapsed() > late
+            });
+            if polls.get() > 1 {
+                break;
+            }
+            assert!(waits <= 1 << SpinPolicy::PROBE_GAPS.0, "the probe came");
         }
+        assert!(site.has_credit(), "a late probe earns one more spin");
+        assert_eq!(spins_among(&site, 1), 1);
         assert!(!site.has_credit());
-        // Wait for the probe, which succeeds after a few polls.
-        let mut n = 0;
-        let mut probes = 0;
+        // A fast hit (true on the second poll) restores full credit.
+        let mut waits = 0;
         while !site.has_credit() {
+            waits += 1;
             let polls = Cell::new(0u32);
             site.spin_until(|| {
                 polls.set(polls.get() + 1);
-                polls.get() > 3
+                polls.get() > 2
             });
-            probes += 1;
-            n += 1;
-            assert!(n <= SpinPolicy::PROBE_EVERY, "the probe came");
+            assert!(waits <= 1 << SpinPolicy::PROBE_GAPS.1, "the probe came");
         }
-        assert_eq!(probes, SpinPolicy::PROBE_EVERY);
-        assert!(site.spin_until(|| true));
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+    }
+
+    #[test]
+    fn a_running_peer_makes_a_site_without_credit_spin() {
+        let site = SpinPolicy::new();
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+        assert!(!site.has_credit());
+        let polls = Cell::new(0u32);
+        assert!(site.spin_until_unless_parked(true, || {
+            polls.set(polls.get() + 1);
+            polls.get() > 2
+        }));
+        assert!(polls.get() > 2, "spun although the site had no credit");
+        assert!(site.has_credit(), "a fast answer restores credit");
+        // A parked peer: the history decides, as in `spin_until`.
+        let checks = Cell::new(0u32);
+        site.spin_until_unless_parked(false, || {
+            checks.set(checks.get() + 1);
+            true
+        });
+        assert_eq!(checks.get(), 1);
     }
 
     #[test]
