@@ -7,6 +7,8 @@
 //!   contract allows: a `clone` that returns a new data pointer every time,
 //!   a `clone` that panics, a `drop` or `wake` that panics. Every crate that
 //!   stores a waker is tested against them.
+//! - [`ReentrantWaker`]: wakers that run the test's code inside their own
+//!   `clone`, `wake` and `drop` (re-entrancy at the worst moment).
 //!
 //! Plain `std` only: it works in normal, Miri and loom builds alike (under
 //! Miri the watchdog is off, since Miri's clock is virtual and slow).
@@ -14,7 +16,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod hostile_waker;
+mod reentrant_waker;
 mod watchdog;
 
 pub use hostile_waker::{HostileWaker, Misbehaviour};
+pub use reentrant_waker::{Hook, ReentrantWaker};
 pub use watchdog::{Watchdog, iters, watchdog};

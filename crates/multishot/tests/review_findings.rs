@@ -8,90 +8,17 @@
 
 use core::future::Future;
 use core::pin::pin;
-use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use core::task::{Context, Poll, Waker};
 use multishot::{Receiver, Sender, channel};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use testkit::{HostileWaker, Misbehaviour, watchdog};
+use testkit::{HostileWaker, Misbehaviour, ReentrantWaker, watchdog};
 
 fn poll_once<F: Future>(fut: F, waker: &Waker) -> Poll<F::Output> {
     let mut cx = Context::from_waker(waker);
     pin!(fut).poll(&mut cx)
-}
-
-// ---------------------------------------------------------------------------
-// A waker that runs arbitrary code in `clone`, `wake` and `drop`.
-
-type Hook = Box<dyn Fn() + Send + Sync>;
-
-struct Reentrant {
-    on_clone: Mutex<Option<Hook>>,
-    on_wake: Mutex<Option<Hook>>,
-    on_drop: Mutex<Option<Hook>>,
-    wakes: AtomicUsize,
-    live: AtomicUsize,
-}
-
-impl Reentrant {
-    fn new() -> Arc<Self> {
-        Arc::new(Reentrant {
-            on_clone: Mutex::new(None),
-            on_wake: Mutex::new(None),
-            on_drop: Mutex::new(None),
-            wakes: AtomicUsize::new(0),
-            live: AtomicUsize::new(0),
-        })
-    }
-    fn waker(self: &Arc<Self>) -> Waker {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        let raw = RawWaker::new(Arc::into_raw(Arc::clone(self)).cast(), &RE_VTABLE);
-        // SAFETY: the vtable below honours the RawWaker contract.
-        unsafe { Waker::from_raw(raw) }
-    }
-    /// Runs a hook once (it is taken out first, so it may re-enter freely).
-    fn fire(slot: &Mutex<Option<Hook>>) {
-        let hook = slot.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
-
-static RE_VTABLE: RawWakerVTable = RawWakerVTable::new(re_clone, re_wake, re_wake_by_ref, re_drop);
-
-unsafe fn re_arc(data: *const ()) -> Arc<Reentrant> {
-    // SAFETY: every data pointer is an `Arc::into_raw` of a `Reentrant`.
-    unsafe { Arc::increment_strong_count(data.cast::<Reentrant>()) };
-    // SAFETY: as above; we just added the count this `Arc` owns.
-    unsafe { Arc::from_raw(data.cast::<Reentrant>()) }
-}
-unsafe fn re_clone(data: *const ()) -> RawWaker {
-    // SAFETY: live waker.
-    let me = unsafe { re_arc(data) };
-    Reentrant::fire(&me.on_clone);
-    me.live.fetch_add(1, Ordering::SeqCst);
-    RawWaker::new(Arc::into_raw(me).cast(), &RE_VTABLE)
-}
-unsafe fn re_wake(data: *const ()) {
-    // SAFETY: `wake` consumes the waker's count.
-    let me = unsafe { Arc::from_raw(data.cast::<Reentrant>()) };
-    me.live.fetch_sub(1, Ordering::SeqCst);
-    me.wakes.fetch_add(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_wake);
-}
-unsafe fn re_wake_by_ref(data: *const ()) {
-    // SAFETY: live waker.
-    let me = unsafe { re_arc(data) };
-    me.wakes.fetch_add(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_wake);
-}
-unsafe fn re_drop(data: *const ()) {
-    // SAFETY: `drop` consumes the waker's count.
-    let me = unsafe { Arc::from_raw(data.cast::<Reentrant>()) };
-    me.live.fetch_sub(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_drop);
 }
 
 /// A payload that owns heap memory and counts its drops.
@@ -191,9 +118,9 @@ fn wake_that_drops_the_receiver_inside_send() {
         let drops = Arc::new(AtomicUsize::new(0));
         let (s, r) = channel::<Counted>();
         let slot = Arc::new(Mutex::new(Some(r)));
-        let task = Reentrant::new();
+        let task = ReentrantWaker::new();
         let slot2 = Arc::clone(&slot);
-        *task.on_wake.lock().unwrap() = Some(Box::new(move || {
+        task.set_on_wake(Box::new(move || {
             drop(slot2.lock().unwrap().take());
         }));
         let w = task.waker();
@@ -209,7 +136,7 @@ fn wake_that_drops_the_receiver_inside_send() {
         );
         assert_eq!(drops.load(Ordering::SeqCst), 1, "unread value dropped once");
         drop(w);
-        assert_eq!(task.live.load(Ordering::SeqCst), 0);
+        assert_eq!(task.live(), 0);
     }
 }
 
@@ -221,9 +148,9 @@ fn wake_that_receives_recycles_and_sends_again_inside_send() {
     let (s, r) = channel::<u32>();
     let slot = Arc::new(Mutex::new(r));
     let got = Arc::new(Mutex::new(Vec::new()));
-    let task = Reentrant::new();
+    let task = ReentrantWaker::new();
     let (slot2, got2) = (Arc::clone(&slot), Arc::clone(&got));
-    *task.on_wake.lock().unwrap() = Some(Box::new(move || {
+    task.set_on_wake(Box::new(move || {
         let mut r = slot2.lock().unwrap();
         got2.lock().unwrap().push(r.try_recv().unwrap());
         let s2 = r.sender().expect("the sender is done");
@@ -259,15 +186,15 @@ fn clone_that_sends_while_the_receiver_registers() {
             );
         }
         let sender: Arc<Mutex<Option<Sender<u32>>>> = Arc::new(Mutex::new(Some(s)));
-        let task = Reentrant::new();
+        let task = ReentrantWaker::new();
         let sender2 = Arc::clone(&sender);
-        *task.on_clone.lock().unwrap() = Some(Box::new(move || {
+        task.set_on_clone(Box::new(move || {
             sender2.lock().unwrap().take().unwrap().send(9).unwrap();
         }));
         let w = task.waker();
         assert_eq!(poll_once(r.recv(), &w), Poll::Ready(Ok(9)));
         drop(w);
-        assert_eq!(task.live.load(Ordering::SeqCst), 0, "no clone left behind");
+        assert_eq!(task.live(), 0, "no clone left behind");
         assert!(r.sender().is_some());
     }
 }
@@ -286,15 +213,15 @@ fn clone_that_drops_the_receiver_while_closed_registers() {
             );
         }
         let slot = Arc::new(Mutex::new(Some(r)));
-        let task = Reentrant::new();
+        let task = ReentrantWaker::new();
         let slot2 = Arc::clone(&slot);
-        *task.on_clone.lock().unwrap() = Some(Box::new(move || {
+        task.set_on_clone(Box::new(move || {
             drop(slot2.lock().unwrap().take());
         }));
         let w = task.waker();
         let polled = poll_once(s.closed(), &w);
         assert!(
-            polled.is_ready() || task.wakes.load(Ordering::SeqCst) == 1,
+            polled.is_ready() || task.wakes() == 1,
             "closed() neither ready nor woken after the receiver left"
         );
         assert!(poll_once(s.closed(), &w).is_ready());
@@ -309,12 +236,12 @@ fn replaced_waker_drop_that_sends() {
     let _w = watchdog("replaced_waker_drop_that_sends");
     let (s, mut r) = channel::<u32>();
     let sender = Arc::new(Mutex::new(Some(s)));
-    let old = Reentrant::new();
+    let old = ReentrantWaker::new();
     let sender2 = Arc::clone(&sender);
     let w_old = old.waker();
     assert!(poll_once(r.recv(), &w_old).is_pending());
     drop(w_old); // only the stored clone is left
-    *old.on_drop.lock().unwrap() = Some(Box::new(move || {
+    old.set_on_drop(Box::new(move || {
         sender2.lock().unwrap().take().unwrap().send(5).unwrap();
     }));
     let new = HostileWaker::new(Misbehaviour::None);
@@ -325,7 +252,7 @@ fn replaced_waker_drop_that_sends() {
     );
     assert_eq!(new.wakes(), 1, "the sender woke the new registration");
     assert_eq!(r.try_recv(), Ok(5));
-    assert_eq!(old.live.load(Ordering::SeqCst), 0);
+    assert_eq!(old.live(), 0);
 }
 
 /// The sender's `closed()` waker, dropped by `send` after it published,
@@ -338,18 +265,18 @@ fn closed_waker_drop_that_drops_the_receiver_inside_send() {
         let drops = Arc::new(AtomicUsize::new(0));
         let (mut s, r) = channel::<Counted>();
         let slot = Arc::new(Mutex::new(Some(r)));
-        let task = Reentrant::new();
+        let task = ReentrantWaker::new();
         let w = task.waker();
         assert!(poll_once(s.closed(), &w).is_pending());
         drop(w);
         let slot2 = Arc::clone(&slot);
-        *task.on_drop.lock().unwrap() = Some(Box::new(move || {
+        task.set_on_drop(Box::new(move || {
             drop(slot2.lock().unwrap().take());
         }));
         s.send(Counted(Box::new(3), Arc::clone(&drops))).unwrap();
         assert!(slot.lock().unwrap().is_none());
         assert_eq!(drops.load(Ordering::SeqCst), 1);
-        assert_eq!(task.live.load(Ordering::SeqCst), 0);
+        assert_eq!(task.live(), 0);
     }
 }
 

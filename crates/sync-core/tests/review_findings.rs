@@ -4,87 +4,11 @@
 #![cfg(not(loom))]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{RawWaker, RawWakerVTable, Waker};
+
+use std::sync::Arc;
+
 use sync_core::{AtomicWaker, with_thread_parker};
-use testkit::{HostileWaker, Misbehaviour, watchdog};
-
-type Hook = Box<dyn Fn() + Send + Sync>;
-
-/// A waker that runs a hook (once) in `clone`, `wake` or `drop`.
-struct Reentrant {
-    on_clone: Mutex<Option<Hook>>,
-    on_wake: Mutex<Option<Hook>>,
-    on_drop: Mutex<Option<Hook>>,
-    panic_after_clone_hook: bool,
-    wakes: AtomicUsize,
-    live: AtomicUsize,
-}
-
-impl Reentrant {
-    fn new(panic_after_clone_hook: bool) -> Arc<Self> {
-        Arc::new(Reentrant {
-            on_clone: Mutex::new(None),
-            on_wake: Mutex::new(None),
-            on_drop: Mutex::new(None),
-            panic_after_clone_hook,
-            wakes: AtomicUsize::new(0),
-            live: AtomicUsize::new(0),
-        })
-    }
-    fn waker(self: &Arc<Self>) -> Waker {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        let raw = RawWaker::new(Arc::into_raw(Arc::clone(self)).cast(), &VTABLE);
-        // SAFETY: the vtable honours the RawWaker contract.
-        unsafe { Waker::from_raw(raw) }
-    }
-    fn fire(slot: &Mutex<Option<Hook>>) -> bool {
-        let hook = slot.lock().unwrap().take();
-        let fired = hook.is_some();
-        if let Some(hook) = hook {
-            hook();
-        }
-        fired
-    }
-}
-
-static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
-
-unsafe fn arc(data: *const ()) -> Arc<Reentrant> {
-    // SAFETY: data is an `Arc::into_raw` of a live `Reentrant`.
-    unsafe { Arc::increment_strong_count(data.cast::<Reentrant>()) };
-    // SAFETY: as above.
-    unsafe { Arc::from_raw(data.cast::<Reentrant>()) }
-}
-unsafe fn clone(data: *const ()) -> RawWaker {
-    // SAFETY: live waker.
-    let me = unsafe { arc(data) };
-    if Reentrant::fire(&me.on_clone) && me.panic_after_clone_hook {
-        panic!("clone panics after its hook");
-    }
-    me.live.fetch_add(1, Ordering::SeqCst);
-    RawWaker::new(Arc::into_raw(me).cast(), &VTABLE)
-}
-unsafe fn wake(data: *const ()) {
-    // SAFETY: consumes the waker's count.
-    let me = unsafe { Arc::from_raw(data.cast::<Reentrant>()) };
-    me.live.fetch_sub(1, Ordering::SeqCst);
-    me.wakes.fetch_add(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_wake);
-}
-unsafe fn wake_by_ref(data: *const ()) {
-    // SAFETY: live waker.
-    let me = unsafe { arc(data) };
-    me.wakes.fetch_add(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_wake);
-}
-unsafe fn drop_waker(data: *const ()) {
-    // SAFETY: consumes the waker's count.
-    let me = unsafe { Arc::from_raw(data.cast::<Reentrant>()) };
-    me.live.fetch_sub(1, Ordering::SeqCst);
-    Reentrant::fire(&me.on_drop);
-}
+use testkit::{HostileWaker, Misbehaviour, ReentrantWaker, watchdog};
 
 /// A clone that wakes the slot it is being registered in (a wake that
 /// lands while `register` holds REGISTERING, from the same thread): the
@@ -93,22 +17,18 @@ unsafe fn drop_waker(data: *const ()) {
 fn clone_that_wakes_the_slot_being_registered() {
     let _w = watchdog("clone_that_wakes_the_slot_being_registered");
     let slot = Arc::new(AtomicWaker::new());
-    let task = Reentrant::new(false);
+    let task = ReentrantWaker::new();
     let s2 = Arc::clone(&slot);
-    *task.on_clone.lock().unwrap() = Some(Box::new(move || s2.wake()));
+    task.set_on_clone(Box::new(move || s2.wake()));
     let w = task.waker();
     slot.register(&w);
-    assert_eq!(
-        task.wakes.load(Ordering::SeqCst),
-        1,
-        "the wake was delivered"
-    );
+    assert_eq!(task.wakes(), 1, "the wake was delivered");
     assert!(slot.take().is_none(), "the woken waker left the slot");
-    assert_eq!(task.live.load(Ordering::SeqCst), 1, "only ours is left");
+    assert_eq!(task.live(), 1, "only ours is left");
     // Still fully usable.
     slot.register(&w);
     slot.wake();
-    assert_eq!(task.wakes.load(Ordering::SeqCst), 2);
+    assert_eq!(task.wakes(), 2);
 }
 
 /// A clone that wakes the slot and then panics: the previously registered
@@ -120,16 +40,16 @@ fn clone_that_wakes_then_panics_delivers_the_wake_to_the_previous_waker() {
     let slot = Arc::new(AtomicWaker::new());
     let previous = HostileWaker::new(Misbehaviour::None);
     slot.register(&previous.waker());
-    let task = Reentrant::new(true);
+    let task = ReentrantWaker::panicking_after_clone_hook();
     let s2 = Arc::clone(&slot);
-    *task.on_clone.lock().unwrap() = Some(Box::new(move || s2.wake()));
+    task.set_on_clone(Box::new(move || s2.wake()));
     let w = task.waker();
     assert!(catch_unwind(AssertUnwindSafe(|| slot.register(&w))).is_err());
     assert_eq!(previous.wakes(), 1, "the wake reached the registered waker");
     assert_eq!(previous.live(), 0);
     slot.register(&w);
     slot.wake();
-    assert_eq!(task.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(task.wakes(), 1);
 }
 
 /// A clone that itself registers another waker in the same slot (the
@@ -140,18 +60,14 @@ fn clone_that_registers_in_the_same_slot() {
     let _w = watchdog("clone_that_registers_in_the_same_slot");
     let slot = Arc::new(AtomicWaker::new());
     let inner = HostileWaker::new(Misbehaviour::None);
-    let outer = Reentrant::new(false);
+    let outer = ReentrantWaker::new();
     let (s2, inner2) = (Arc::clone(&slot), inner.clone());
-    *outer.on_clone.lock().unwrap() = Some(Box::new(move || s2.register(&inner2.waker())));
+    outer.set_on_clone(Box::new(move || s2.register(&inner2.waker())));
     slot.register(&outer.waker());
     assert_eq!(inner.wakes(), 1, "the nested register woke its waker");
     slot.wake();
-    assert_eq!(
-        outer.wakes.load(Ordering::SeqCst),
-        1,
-        "the outer one was stored"
-    );
-    assert_eq!((inner.live(), outer.live.load(Ordering::SeqCst)), (0, 0));
+    assert_eq!(outer.wakes(), 1, "the outer one was stored");
+    assert_eq!((inner.live(), outer.live()), (0, 0));
 }
 
 /// Wake and drop hooks that re-enter the slot: a woken waker that
@@ -162,24 +78,24 @@ fn wake_and_drop_that_re_enter_the_slot() {
     let _w = watchdog("wake_and_drop_that_re_enter_the_slot");
     let slot = Arc::new(AtomicWaker::new());
     let next = HostileWaker::new(Misbehaviour::None);
-    let task = Reentrant::new(false);
+    let task = ReentrantWaker::new();
     let (s2, next2) = (Arc::clone(&slot), next.clone());
-    *task.on_wake.lock().unwrap() = Some(Box::new(move || s2.register(&next2.waker())));
+    task.set_on_wake(Box::new(move || s2.register(&next2.waker())));
     let w = task.waker();
     slot.register(&w);
     drop(w);
     slot.wake();
-    assert_eq!(task.wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(task.wakes(), 1);
     assert_eq!(next.live(), 1, "the re-entrant register stored its clone");
 
     // Replace `next` by a waker whose stored clone's drop wakes the slot.
-    let dropper = Reentrant::new(false);
+    let dropper = ReentrantWaker::new();
     let s3 = Arc::clone(&slot);
     let wd = dropper.waker();
     slot.register(&wd); // replaces `next`
     assert_eq!(next.live(), 0);
     drop(wd);
-    *dropper.on_drop.lock().unwrap() = Some(Box::new(move || s3.wake()));
+    dropper.set_on_drop(Box::new(move || s3.wake()));
     let last = HostileWaker::new(Misbehaviour::None);
     slot.register(&last.waker()); // drops dropper's clone, which wakes
     assert_eq!(last.wakes(), 1, "the drop's wake reached the new waker");
