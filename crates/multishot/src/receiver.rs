@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use sync_core::atomic::Ordering;
-use sync_core::{Backoff, hint, with_thread_parker};
+use sync_core::{hint, with_thread_parker};
 
 /// The receiving half of a channel: receives one value per round and makes
 /// the next round's [`Sender`] without allocating.
@@ -167,7 +167,7 @@ impl<T> Receiver<T> {
                     // Nobody will wake us: look again after a bounded
                     // spin, then after naps that grow (see `HeldWait`).
                     Polled::Held => {
-                        held.wait(parker, deadline);
+                        held.wait(self.shared(), parker, deadline);
                         deadline.is_some_and(|d| d <= Instant::now())
                     }
                 };
@@ -371,12 +371,11 @@ pub(crate) enum Polled<T> {
 /// How a blocking receive waits while an earlier round's sender holds the
 /// waker slot. That sender is past its publishing RMW and only has its
 /// release left, so the wait normally ends within the holder's next time
-/// slice; but its release wakes nobody in the new round. So: re-check
-/// within the [`Backoff`] budget (spins, then yields), then nap on the
-/// thread's parker for 10 µs, doubling up to 1 ms. Bounded CPU whatever
-/// the scheduler does; never parks without a time-out on this path.
+/// slice; but its release wakes nobody in the new round. So: re-check while
+/// the receiver's [`SpinPolicy`](sync_core::SpinPolicy) allows a spin, then
+/// nap on the thread's parker for 10 µs, doubling up to 1 ms. Bounded CPU
+/// whatever the scheduler does; never parks without a time-out on this path.
 struct HeldWait {
-    backoff: Backoff,
     nap: Duration,
 }
 
@@ -386,16 +385,22 @@ impl HeldWait {
 
     fn new() -> Self {
         HeldWait {
-            backoff: Backoff::new(),
             nap: Self::FIRST_NAP,
         }
     }
 
-    /// Waits a little, never past `deadline`.
-    fn wait(&mut self, parker: &sync_core::Parker, deadline: Option<Instant>) {
+    /// Waits a little for the hold on `shared` to end, never past
+    /// `deadline`.
+    fn wait<T>(
+        &mut self,
+        shared: &Inner<T>,
+        parker: &sync_core::Parker,
+        deadline: Option<Instant>,
+    ) {
         #[cfg(all(test, not(loom)))]
         tests::HELD_WAITS.fetch_add(1, Ordering::Relaxed);
-        if self.backoff.snooze() {
+        let held = || earlier_sender_holds(shared.state.load(Ordering::Acquire));
+        if shared.rx_spin.spin_until(|| !held()) {
             return;
         }
         let until = Instant::now() + self.nap;

@@ -184,8 +184,16 @@ pub mod future {
     #[cfg(loom)]
     pub use loom::future::block_on;
 
-    /// Polls `future` on the current thread until it completes, parking the
-    /// thread between polls.
+    #[cfg(not(loom))]
+    std::thread_local! {
+        /// How `block_on` waits on this thread: one wait site per thread.
+        static WAITS: crate::SpinPolicy = const { crate::SpinPolicy::new() };
+    }
+
+    /// Polls `future` on the current thread until it completes, waiting
+    /// between polls as [`SpinPolicy`](crate::SpinPolicy) says: spinning on
+    /// the waker's notification only while this thread's recent waits were
+    /// answered fast, otherwise parking at once.
     ///
     /// Blocks. Allocates nothing after the thread's first use of the
     /// thread-local parker. Re-entrant: a nested `block_on` on the same
@@ -201,7 +209,13 @@ pub mod future {
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }
-                parker.park();
+                let woken = WAITS
+                    .try_with(|site| site.spin_until(|| parker.is_notified()))
+                    .unwrap_or(false);
+                // Consumes the notification the spin saw, or parks for one.
+                if !(woken && parker.try_consume()) {
+                    parker.park();
+                }
             }
         })
     }
