@@ -267,7 +267,6 @@ impl Default for SpinPolicy {
 mod tests {
     use super::SpinPolicy;
     use core::cell::Cell;
-    use std::time::{Duration, Instant};
 
     /// Counts how many of `waits` waits on a never-true condition spun.
     fn spins_among(site: &SpinPolicy, waits: u32) -> u32 {
@@ -296,41 +295,36 @@ mod tests {
         assert_eq!(spins_among(&site, 4 << max), 4);
     }
 
+    /// The bookkeeping, driven directly (a spin's outcome depends on the
+    /// clock, which a test must not rely on).
     #[test]
     fn a_fast_hit_restores_credit_and_a_late_probe_earns_one_spin() {
+        use super::Outcome::{Fast, Late, Miss};
         let site = SpinPolicy::new();
-        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
-        // The next probe comes true only after FAST: a late hit.
-        let mut waits = 0;
-        loop {
-            waits += 1;
-            let start = Instant::now();
-            let polls = Cell::new(0u32);
-            let late = Duration::from_micros(8);
-            site.spin_until(|| {
-                polls.set(polls.get() + 1);
-                start.elapsed() > late
-            });
-            if polls.get() > 1 {
-                break;
+        site.record(false, Miss);
+        site.record(false, Late);
+        assert!(!site.has_credit(), "a late answer costs credit like a miss");
+        let next_probe = |site: &SpinPolicy| {
+            let mut waits = 1;
+            while site.should_spin() != Some(true) {
+                waits += 1;
             }
-            assert!(waits <= 1 << SpinPolicy::PROBE_GAPS.0, "the probe came");
-        }
+            waits
+        };
+        let (min, _) = SpinPolicy::PROBE_GAPS;
+        assert_eq!(next_probe(&site), 1 << min);
+        site.record(true, Late);
         assert!(site.has_credit(), "a late probe earns one more spin");
-        assert_eq!(spins_among(&site, 1), 1);
+        assert_eq!(site.should_spin(), Some(false), "a spin on credit");
+        site.record(false, Late);
         assert!(!site.has_credit());
-        // A fast hit (true on the second poll) restores full credit.
-        let mut waits = 0;
-        while !site.has_credit() {
-            waits += 1;
-            let polls = Cell::new(0u32);
-            site.spin_until(|| {
-                polls.set(polls.get() + 1);
-                polls.get() > 2
-            });
-            assert!(waits <= 1 << SpinPolicy::PROBE_GAPS.1, "the probe came");
-        }
-        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+        assert_eq!(next_probe(&site), 2 << min, "the gap doubled");
+        site.record(true, Fast);
+        assert!(site.has_credit());
+        site.record(false, Miss);
+        assert!(site.has_credit(), "full credit survives one miss");
+        site.record(false, Miss);
+        assert_eq!(next_probe(&site), 1 << min, "a fast hit reset the gap");
     }
 
     #[test]
