@@ -399,6 +399,9 @@ impl HeldWait {
     ) {
         #[cfg(all(test, not(loom)))]
         tests::HELD_WAITS.fetch_add(1, Ordering::Relaxed);
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return; // `recv_timeout(ZERO)` only looks, also here
+        }
         let held = || earlier_sender_holds(shared.state.load(Ordering::Acquire));
         if shared.rx_spin.spin_until(|| !held()) {
             return;
