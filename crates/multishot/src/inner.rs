@@ -108,9 +108,13 @@
 //! round's sender once `TX_DONE` is set). In the rare case that the receiver
 //! polls in a new round while an earlier sender still holds the slot (it was
 //! preempted between its two RMWs and the receiver was polled for some
-//! other reason), it cannot register: it yields and asks its executor to
-//! poll it again. That path is lock-free, not wait-free; it is documented on
-//! [`Recv`](crate::Recv).
+//! other reason), it cannot register. If the waker that sender holds is the
+//! polling waker itself (the receiver remembers the identity of what it
+//! handed over; the holder has not released, so that waker is still alive
+//! and its identity unambiguous), the holder's wake, which follows its
+//! release, reaches the poller: the poll simply returns `Pending`. Otherwise
+//! it yields and asks its executor to poll it again: lock-free, not
+//! wait-free, documented on [`Recv`](crate::Recv).
 //!
 //! ## Foreign code runs last
 //!
@@ -259,6 +263,9 @@ pub(crate) struct RxLocal {
     pub(crate) value_taken: bool,
     /// Identity of the waker in `rx_waker` while `RX_WAKER` is set.
     pub(crate) registered: Option<WakerId>,
+    /// Identity of the waker an earlier round's sender still holds, while
+    /// `earlier_sender_holds`: that sender wakes it right after its release.
+    pub(crate) held: Option<WakerId>,
 }
 
 /// The shared block: the fields both sides touch for every message first

@@ -116,9 +116,12 @@ impl<T> Receiver<T> {
     /// after the thread's first blocking call at that nesting depth (a call
     /// inside `sync_core::future::block_on` uses a second cached parker).
     /// In the rare case that an earlier round's sender was preempted while
-    /// still releasing the waker slot, it re-checks within the same bounded
-    /// budget and then naps on the parker with a growing time-out (10 µs up
-    /// to 1 ms) instead of spinning. Not for use inside an async task.
+    /// still releasing the waker slot, it parks until that sender's wake if
+    /// the waker it holds is this thread's parker (the previous round was a
+    /// blocking receive on this thread); otherwise it re-checks within the
+    /// same bounded budget and then naps on the parker with a growing
+    /// time-out (10 µs up to 1 ms) instead of spinning. Not for use inside an
+    /// async task.
     pub fn recv_blocking(&mut self) -> Result<T, RecvError> {
         self.wait(None).map_err(|_| RecvError {})
     }
@@ -237,7 +240,19 @@ impl<T> Receiver<T> {
             );
             None
         };
-        self.local(|l| *l = RxLocal::default());
+        self.local(|l| {
+            // Whose waker the holder (if any) will wake after its release:
+            // this round's registration, or the one an earlier holder has.
+            let held = match (state & RX_WAKER != 0, state & HOLD != 0) {
+                (false, _) => None,
+                (true, false) => l.registered,
+                (true, true) => l.held,
+            };
+            *l = RxLocal {
+                held,
+                ..RxLocal::default()
+            };
+        });
         // SAFETY: the state was just reset with TX_DONE clear, and the old
         // sender is gone: the new one is the only sender.
         let sender = unsafe { Sender::from_inner(self.inner) };
@@ -291,7 +306,17 @@ impl<T> Receiver<T> {
         }
         if earlier_sender_holds(state) {
             // A sender of an earlier round is still releasing rx_waker (it
-            // was preempted between its two RMWs): we cannot register.
+            // was preempted between its two RMWs): we cannot register. But
+            // if the waker it holds is this one, its wake (which comes right
+            // after its release) reaches us: wait for it like a registration.
+            // Sound because the hold was seen just now: the holder has not
+            // released, so it has not woken and dropped that waker, and two
+            // live wakers with the same identity wake the same task.
+            // SAFETY: `rx` is receiver-private; we hold `&mut self`.
+            let held = shared.rx.with(|p| unsafe { (*p).held });
+            if held == Some(waker_id(waker)) {
+                return Polled::Registered;
+            }
             return Polled::Held;
         }
         let registered = state & RX_WAKER != 0;
@@ -398,7 +423,7 @@ impl HeldWait {
         deadline: Option<Instant>,
     ) {
         #[cfg(all(test, not(loom)))]
-        tests::HELD_WAITS.fetch_add(1, Ordering::Relaxed);
+        tests::HELD_WAITS.with(|n| n.set(n.get() + 1));
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return; // `recv_timeout(ZERO)` only looks, also here
         }
@@ -573,8 +598,11 @@ impl<T> fmt::Debug for Receiver<T> {
 ///
 /// `Unpin`, fused, cancel-safe. Lock-free: in one rare case (an earlier
 /// round's sender was preempted between its two atomic operations while the
-/// receiver is polled in a later round) it cannot register its waker and
-/// instead wakes itself so the executor polls it again.
+/// receiver is polled in a later round) it cannot register its waker. If
+/// the waker that sender holds is the polling waker itself (the usual case:
+/// the same task receives round after round), that sender's wake reaches it
+/// and the poll just returns `Pending`; otherwise it wakes itself so the
+/// executor polls it again.
 #[must_use = "futures do nothing unless polled"]
 pub struct Recv<'a, T> {
     receiver: &'a mut Receiver<T>,
@@ -608,10 +636,12 @@ impl<T> fmt::Debug for Recv<'_, T> {
 mod tests {
     use super::*;
     use crate::channel;
-    use std::sync::atomic::AtomicUsize;
 
-    /// How many times a blocking receive waited on a held slot.
-    pub(super) static HELD_WAITS: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        /// How many times a blocking receive on this thread waited on a
+        /// held slot.
+        pub(super) static HELD_WAITS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
 
     /// The block, movable to the thread that plays the preempted sender.
     struct Block(NonNull<Inner<u32>>);
@@ -650,9 +680,9 @@ mod tests {
             state.fetch_sub(RX_WAKER, Ordering::AcqRel); // the late release
             s2.send(2).unwrap();
         });
-        HELD_WAITS.store(0, Ordering::Relaxed);
+        HELD_WAITS.with(|n| n.set(0));
         assert_eq!(r.recv_blocking(), Ok(2));
-        let looks = HELD_WAITS.load(Ordering::Relaxed);
+        let looks = HELD_WAITS.with(|n| n.get());
         sender.join().unwrap();
         // Spin budget (11) + naps of 10 µs doubling to 1 ms: about 110 for
         // a 100 ms hold. A loop that re-polls would count millions.
@@ -663,5 +693,51 @@ mod tests {
             "the receive did meet the held slot"
         );
         assert!(looks < 1_000, "{looks} looks while the slot was held");
+    }
+
+    /// The same hold, but the waker the earlier sender holds is this
+    /// thread's own parker waker (the previous round was a blocking receive
+    /// on this thread too): its wake after the release reaches us, so the
+    /// receive parks like a registered one and never naps or spins on the
+    /// hold. The holder's wake is what ends the wait.
+    #[test]
+    fn a_hold_on_our_own_waker_is_waited_out_by_parking() {
+        let _w = testkit::watchdog("a_hold_on_our_own_waker_is_waited_out_by_parking");
+        let (s, mut r) = channel::<u32>();
+        let registered =
+            with_thread_parker(|p| matches!(r.poll_once(&p.waker()), Polled::Registered));
+        assert!(registered);
+        let shared = r.shared();
+        let block = Block(r.inner);
+        core::mem::forget(s);
+        // SAFETY: we play the live sender: the slot is ours until the publish.
+        shared.value.with_mut(|p| unsafe { (*p).write(1) });
+        shared.state.fetch_add(VALUE | TX_DONE, Ordering::AcqRel);
+        // SAFETY: the publish handed the registered slot to "the sender".
+        let held = shared
+            .rx_waker
+            .with_mut(|p| unsafe { (*p).take() })
+            .unwrap();
+        assert_eq!(r.try_recv(), Ok(1));
+        let s2 = r.sender().expect("recycling never waits");
+        let hold = Duration::from_millis(if cfg!(miri) { 5 } else { 50 });
+        let sender = std::thread::spawn(move || {
+            let block = block;
+            std::thread::sleep(hold);
+            // SAFETY: the receiver is alive until this thread is joined.
+            let state = &unsafe { block.0.as_ref() }.state;
+            state.fetch_sub(RX_WAKER, Ordering::AcqRel); // the late release
+            held.wake(); // ... and the wake that follows it
+            std::thread::sleep(hold);
+            s2.send(2).unwrap();
+        });
+        HELD_WAITS.with(|n| n.set(0));
+        assert_eq!(r.recv_blocking(), Ok(2));
+        sender.join().unwrap();
+        assert_eq!(
+            HELD_WAITS.with(|n| n.get()),
+            0,
+            "no nap, no spin on our own hold"
+        );
     }
 }

@@ -335,3 +335,23 @@ fn receiver_drop_with_closed_waiter_while_old_sender_holds_slot() {
         t2.join().unwrap();
     });
 }
+
+/// A poll from a *different* task (another parker's waker) while an
+/// earlier sender holds the slot with the first task's waker: the holder's
+/// wake goes to the first task, so this poll must not wait for it (it asks
+/// to be polled again instead); the new round's value still arrives.
+#[test]
+fn another_tasks_poll_during_a_hold_is_not_lost() {
+    let _w = testkit::watchdog("another_tasks_poll_during_a_hold_is_not_lost");
+    model(|| {
+        let first = Parker::new();
+        let (mut r, t1) = received_while_sender_may_hold_slot(&first.waker());
+        let s2 = r.sender().unwrap();
+        let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
+        let other = Parker::new();
+        let two = drive(r.recv(), &other);
+        assert_eq!(*two.unwrap(), "two");
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+}
