@@ -2,7 +2,7 @@
 //! review reasoned through, with every payload counted (created = dropped)
 //! and every shared block counted (allocated = freed) by a global allocator
 //! that recognises the block by its size. The loom models of the same races
-//! are in `loom_review2.rs`.
+//! are at the end of `loom.rs`.
 //!
 //! The tests of this file run one at a time (they share the block counter).
 //!
