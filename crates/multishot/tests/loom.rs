@@ -126,16 +126,23 @@ fn recycle_while_old_sender_is_inside_send() {
     let _w = testkit::watchdog("recycle_while_old_sender_is_inside_send");
     model(|| {
         let parker = Parker::new();
-        let (mut r, t1) = received_while_sender_may_hold_slot(&parker.waker());
-        let s2 = r
-            .sender()
-            .expect("recycling after a received value always succeeds");
-        let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
-        let two = drive(r.recv(), &parker);
-        assert_eq!(*two.unwrap(), "two");
-        t1.join().unwrap();
-        t2.join().unwrap();
+        second_round_while_first_sender_may_hold_slot(&parker, &parker);
     });
+}
+
+/// The first round is received while its sender may still hold the waker
+/// slot with `holding`'s waker; the receiver recycles and receives the
+/// second round driven by `receiving` (the same task, or another one).
+fn second_round_while_first_sender_may_hold_slot(holding: &Parker, receiving: &Parker) {
+    let (mut r, t1) = received_while_sender_may_hold_slot(&holding.waker());
+    let s2 = r
+        .sender()
+        .expect("recycling after a received value always succeeds");
+    let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
+    let two = drive(r.recv(), receiving);
+    assert_eq!(*two.unwrap(), "two");
+    t1.join().unwrap();
+    t2.join().unwrap();
 }
 
 /// The first round's sender may still hold the waker slot across two
@@ -344,15 +351,7 @@ fn receiver_drop_with_closed_waiter_while_old_sender_holds_slot() {
 fn another_tasks_poll_during_a_hold_is_not_lost() {
     let _w = testkit::watchdog("another_tasks_poll_during_a_hold_is_not_lost");
     model(|| {
-        let first = Parker::new();
-        let (mut r, t1) = received_while_sender_may_hold_slot(&first.waker());
-        let s2 = r.sender().unwrap();
-        let t2 = thread::spawn(move || s2.send(payload("two")).unwrap());
-        let other = Parker::new();
-        let two = drive(r.recv(), &other);
-        assert_eq!(*two.unwrap(), "two");
-        t1.join().unwrap();
-        t2.join().unwrap();
+        second_round_while_first_sender_may_hold_slot(&Parker::new(), &Parker::new());
     });
 }
 
