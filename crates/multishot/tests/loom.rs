@@ -285,19 +285,28 @@ fn blocking_receive_with_timeout_vs_send() {
 #[test]
 fn receiver_drop_while_old_sender_holds_slot() {
     let _w = testkit::watchdog("receiver_drop_while_old_sender_holds_slot");
-    model(|| {
-        let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
-        let s2 = r.sender().unwrap();
-        let t2 = thread::spawn(move || {
-            // Either delivered (and dropped with the receiver) or given back.
-            if let Err(back) = s2.send(payload("two")) {
-                assert_eq!(*back.into_inner(), "two");
-            }
-        });
-        drop(r);
-        t1.join().unwrap();
-        t2.join().unwrap();
+    model(|| send_vs_receiver_drop_while_old_sender_holds_slot(false));
+}
+
+/// Opening shared by the "receiver drop while an earlier sender holds the
+/// slot" models: the second round's sender (after polling `closed()` once,
+/// if asked) sends while the receiver drops.
+fn send_vs_receiver_drop_while_old_sender_holds_slot(poll_closed_first: bool) {
+    let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
+    let mut s2 = r.sender().unwrap();
+    let t2 = thread::spawn(move || {
+        if poll_closed_first {
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = pin!(s2.closed()).poll(&mut cx);
+        }
+        // Either delivered (and dropped with the receiver) or given back.
+        if let Err(back) = s2.send(payload("two")) {
+            assert_eq!(*back.into_inner(), "two");
+        }
     });
+    drop(r);
+    t1.join().unwrap();
+    t2.join().unwrap();
 }
 
 /// The receiver registered its waker, then is dropped while the sender
@@ -425,20 +434,7 @@ fn unread_value_dropped_by_receiver_while_old_sender_holds_slot() {
 #[test]
 fn closed_then_send_vs_receiver_drop_while_old_sender_holds_slot() {
     let _w = testkit::watchdog("closed_then_send_vs_receiver_drop_while_old_sender_holds_slot");
-    model(|| {
-        let (mut r, t1) = received_while_sender_may_hold_slot(Waker::noop());
-        let mut s2 = r.sender().unwrap();
-        let t2 = thread::spawn(move || {
-            let mut cx = Context::from_waker(Waker::noop());
-            let _ = pin!(s2.closed()).poll(&mut cx);
-            if let Err(back) = s2.send(payload("two")) {
-                assert_eq!(*back.into_inner(), "two");
-            }
-        });
-        drop(r);
-        t1.join().unwrap();
-        t2.join().unwrap();
-    });
+    model(|| send_vs_receiver_drop_while_old_sender_holds_slot(true));
 }
 
 /// Recycling with `sender_with_unread` while an earlier sender may hold the
