@@ -1,0 +1,92 @@
+//! The head's side: the guard that proves it heads the stage.
+
+use crate::stage::{Headship, Stage};
+use crate::{NotifyOutcome, Undelivered};
+use core::marker::PhantomData;
+use std::hash::Hash;
+
+/// Proof that the current thread heads the stage: the one that may read the
+/// resource. Dropping it (also while unwinding from a panic) hands the
+/// headship to the longest-waiting follower, with exactly one wake-up, or
+/// frees it if nobody waits.
+///
+/// `!Send`, like a `MutexGuard`: the stage remembers which thread heads, so
+/// that an `enter` from that thread panics instead of waiting for itself.
+#[must_use = "dropping the guard hands the headship on at once"]
+pub struct HeadGuard<'s, T: Hash + Eq, R, M = ()> {
+    stage: &'s Stage<T, R, M>,
+    /// `!Send` and `Sync`, like a `MutexGuard`.
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
+    pub(crate) fn new(stage: &'s Stage<T, R, M>) -> Self {
+        Self {
+            stage,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The resource, to read (or write). Only the head gets it through this
+    /// guard, whatever `R` is.
+    pub fn resource(&self) -> &'s R {
+        self.stage.resource_unchecked()
+    }
+
+    /// The stage this guard heads.
+    pub fn stage(&self) -> &'s Stage<T, R, M> {
+        self.stage
+    }
+
+    /// Notifies `token` (see [`Stage::notify`]). A notification for the
+    /// head's own token is recorded ([`NotifyOutcome::OwnToken`]) and its
+    /// next `enter` returns `Notified`: never lost, never a corrupted stage.
+    ///
+    /// Does not block; at most one wake-up; allocates nothing.
+    pub fn notify(&self, token: &T) -> NotifyOutcome {
+        match self.stage.notify_inner(token, None, true) {
+            Ok(outcome) => outcome,
+            Err(_) => NotifyOutcome::NoSuchToken,
+        }
+    }
+
+    /// Puts `message` in `token`'s mailbox and notifies it, in one step.
+    /// Gives the message back if no ticket has that token.
+    ///
+    /// Does not block; at most one wake-up; allocates only when the inbox
+    /// grows.
+    pub fn deliver(&self, token: &T, message: M) -> Result<NotifyOutcome, Undelivered<M>> {
+        match self.stage.notify_inner(token, Some(message), true) {
+            Ok(outcome) => Ok(outcome),
+            Err(message) => Err(Undelivered(message.expect("the message comes back"))),
+        }
+    }
+
+    /// Takes the next message from the head's own mailbox, if its ticket
+    /// is still registered and has one.
+    pub fn try_recv_own(&self) -> Option<M> {
+        let mut st = self.stage.lock();
+        let Headship::Held { slot: Some(id), .. } = st.headship else {
+            return None;
+        };
+        st.table.slot_mut(id).inbox.pop_front()
+    }
+}
+
+impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
+    fn drop(&mut self) {
+        let mut st = self.stage.lock();
+        debug_assert!(matches!(st.headship, Headship::Held { .. }));
+        let wake = st.hand_off();
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+}
+
+impl<T: Hash + Eq, R, M> core::fmt::Debug for HeadGuard<'_, T, R, M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeadGuard").finish_non_exhaustive()
+    }
+}

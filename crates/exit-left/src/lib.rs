@@ -1,0 +1,268 @@
+//! Many waiters, one reader: a leader/followers stage with keyed wake-ups.
+//!
+//! Many threads wait for *their* events from one resource that only one
+//! thread at a time may block on: the typical case is one unconnected UDP
+//! socket, datagrams from many peers, one thread per peer. Whoever *heads*
+//! the [`Stage`] reads the resource and routes what it reads; the others
+//! sleep until they are notified by token, promoted to head, or time out.
+//! This is the Leader/Followers pattern (POSA2) with keyed wake-ups.
+//!
+//! # Example: the loop, with the built-in mailbox
+//!
+//! ```
+//! use exit_left::{RecvError, Stage};
+//! use std::thread;
+//! use std::time::Duration;
+//!
+//! // The resource: here a queue of (to, message) standing in for a socket.
+//! let source = std::sync::Mutex::new(vec![(2u32, "for two"), (1, "for one")]);
+//! let stage: Stage<u32, _, &str> = Stage::with_mailbox(source);
+//! thread::scope(|s| {
+//!     for me in [1u32, 2] {
+//!         let stage = &stage;
+//!         s.spawn(move || {
+//!             let mut ticket = stage.ticket(me).unwrap();
+//!             // Reads and routes as head when needed; sleeps as a follower.
+//!             let got = stage.recv(&mut ticket, Some(Duration::from_secs(10)), |src| {
+//!                 Ok::<_, ()>(src.lock().unwrap().pop())
+//!             });
+//!             assert_eq!(got, Ok(if me == 1 { "for one" } else { "for two" }));
+//!         });
+//!     }
+//! });
+//! ```
+//!
+//! # Example: the raw loop
+//!
+//! ```
+//! use exit_left::{Entry, Stage};
+//! use std::time::Duration;
+//!
+//! let stage = Stage::new(());
+//! let mut ticket = stage.ticket("me").unwrap();
+//! let _peer = stage.ticket("peer").unwrap();
+//! match stage.enter(&mut ticket, Some(Duration::from_millis(50))) {
+//!     Entry::Head(head) => {
+//!         // Read `head.resource()`, buffer each item for its owner, and
+//!         // `head.notify(&owner)`, until this ticket's own item arrives.
+//!         head.notify(&"peer");
+//!         // Dropping `head` hands the headship to the longest-waiting follower.
+//!     }
+//!     Entry::Notified => { /* something for me was buffered */ }
+//!     Entry::TimedOut => { /* nothing within the time-out */ }
+//!     Entry::Closed => { /* the stage was closed */ }
+//! }
+//! ```
+//!
+//! # When to use it
+//!
+//! When one resource carries events for many consumers and cannot be split:
+//! one unconnected UDP socket serving many peers, a pipe or device that
+//! interleaves replies to many requests. Then the thread that happens to be
+//! waiting reads, and nobody is woken for an event that is not theirs.
+//!
+//! Use something else when you can:
+//!
+//! - **A socket per peer** (`SO_REUSEPORT` plus `connect`) lets the kernel do
+//!   the routing: no head, no hand-off, one wake-up per datagram. It needs a
+//!   socket per peer, and a port that others may bind.
+//! - **A dedicated reader thread** with a channel per consumer is simpler and,
+//!   under saturation, about as fast; it costs a thread, and every item is
+//!   two wake-ups (the reader's and the consumer's) when traffic is sparse.
+//!   The stage needs no extra thread: the reader is whichever consumer is
+//!   waiting anyway.
+//!
+//! # The loop that pays
+//!
+//! A head that reads one item and hands the headship straight on pays two
+//! wake-ups per item. Keep the headship while what you read belongs to
+//! others, deliver it, and hand off only when you have your own item (or at
+//! your deadline). [`Stage::recv`] does exactly that; see the `mailbox`
+//! notes there.
+//!
+//! # Guarantees
+//!
+//! - **At most one head.** A [`HeadGuard`] exists for at most one thread at
+//!   a time.
+//! - **FIFO hand-off, one wake-up.** Dropping the guard (also while
+//!   unwinding from a panic) promotes the longest-waiting follower and wakes
+//!   exactly that one thread. No follower is skipped twice in a row; none
+//!   starves.
+//! - **Nothing lost.** A notification for a ticket that is not waiting (also
+//!   the head's own) is recorded and returned by its next `enter`. A
+//!   notification beats a promotion: the promoted follower returns
+//!   `Notified` and the headship goes on to the next one. A notification or
+//!   promotion made by the deadline is returned, not reported as a time-out.
+//!   A cancelled [`EnterFuture`] gives back what it received.
+//! - **`close`** wakes every waiter with `Closed`; later `enter`s return
+//!   `Closed` at once; mailboxes keep their messages.
+//! - **Misuse panics with a message**: a ticket from another stage, `enter`
+//!   from the thread that heads. A token that is already registered is a
+//!   [`TicketError`].
+//!
+//! # Costs
+//!
+//! Every operation takes one short mutex (never held while user code runs)
+//! and is O(1): tokens are found by hash, followers sit in an intrusive FIFO.
+//! Nothing allocates after warm-up except a growing mailbox, the first
+//! ticket in each new slot, and `close` (a list of wakers). A follower parks
+//! at once (followers wait far longer than a spin could pay for) on its
+//! thread's cached parker. `notify`, `deliver` and a hand-off make at most
+//! one wake-up (one futex call). No `unsafe` code.
+//!
+//! Async tasks wait through [`Stage::enter_async`], in the same FIFO as
+//! blocking threads.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+mod future;
+mod head;
+mod mailbox;
+mod stage;
+mod table;
+
+pub use future::EnterFuture;
+pub use head::HeadGuard;
+pub use stage::{Stage, Ticket};
+
+/// How [`Stage::enter`] (or [`Stage::enter_async`]) ended.
+#[derive(Debug)]
+pub enum Entry<'s, T: std::hash::Hash + Eq, R, M = ()> {
+    /// This ticket heads the stage: read the resource through the guard.
+    Head(HeadGuard<'s, T, R, M>),
+    /// A notification for this ticket arrived (before or during the wait).
+    Notified,
+    /// The time-out passed with neither a notification nor a promotion.
+    TimedOut,
+    /// The stage is closed.
+    Closed,
+}
+
+impl<T: std::hash::Hash + Eq, R, M> Entry<'_, T, R, M> {
+    /// Whether this is [`Entry::Head`].
+    pub fn is_head(&self) -> bool {
+        matches!(self, Entry::Head(_))
+    }
+}
+
+/// What a notification did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotifyOutcome {
+    /// The token's ticket was waiting and is woken (or was already being
+    /// woken: notifications coalesce).
+    Woken,
+    /// The ticket was not waiting: its next `enter` returns `Notified`.
+    Recorded,
+    /// No ticket has this token.
+    NoSuchToken,
+    /// The head's own token ([`HeadGuard::notify`]): recorded, like
+    /// `Recorded`.
+    OwnToken,
+}
+
+/// Counters since the stage was created ([`Stage::counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Hand-offs of the headship to a waiting follower.
+    pub promotions: u64,
+    /// Promotions taken back from a follower that would not use it
+    /// (notified first, cancelled, ticket dropped) and handed on.
+    pub forwarded_promotions: u64,
+    /// Notifications (and deliveries) that woke a waiter.
+    pub woken: u64,
+    /// Notifications recorded for a ticket that was not waiting.
+    pub recorded: u64,
+    /// Notifications for the head's own token.
+    pub own_token: u64,
+    /// Notifications and deliveries for a token with no ticket.
+    pub no_such_token: u64,
+    /// Waits that ended by time-out.
+    pub timeouts: u64,
+    /// Items that [`Stage::recv`]'s head read for a token with no ticket,
+    /// and dropped.
+    pub unrouted: u64,
+}
+
+impl Counters {
+    pub(crate) fn count(&mut self, outcome: NotifyOutcome) {
+        match outcome {
+            NotifyOutcome::Woken => self.woken += 1,
+            NotifyOutcome::Recorded => self.recorded += 1,
+            NotifyOutcome::OwnToken => self.own_token += 1,
+            NotifyOutcome::NoSuchToken => self.no_such_token += 1,
+        }
+    }
+}
+
+/// [`Stage::ticket`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TicketError {
+    /// A live ticket already has this token.
+    Taken,
+}
+
+impl core::fmt::Display for TicketError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TicketError::Taken => f.write_str("a live ticket already has this token"),
+        }
+    }
+}
+
+impl std::error::Error for TicketError {}
+
+/// A message [`deliver`](Stage::deliver)ed to a token with no ticket, given
+/// back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Undelivered<M>(pub M);
+
+impl<M> core::fmt::Display for Undelivered<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("no ticket has this token")
+    }
+}
+
+impl<M: core::fmt::Debug> std::error::Error for Undelivered<M> {}
+
+/// Why [`Stage::recv`] returned no message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError<E> {
+    /// The time-out passed.
+    TimedOut,
+    /// The stage is closed and this ticket's mailbox is empty.
+    Closed,
+    /// `read_one` failed (as head).
+    Read(E),
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for RecvError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RecvError::TimedOut => f.write_str("timed out"),
+            RecvError::Closed => f.write_str("the stage is closed"),
+            RecvError::Read(e) => write!(f, "reading the resource failed: {e}"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for RecvError<E> {}
+
+#[cfg(test)]
+mod assertions {
+    use super::*;
+    use static_assertions::{assert_impl_all, assert_not_impl_any};
+    use std::net::{SocketAddr, UdpSocket};
+
+    assert_impl_all!(Stage<SocketAddr, UdpSocket>: Send, Sync);
+    assert_impl_all!(Stage<u32, (), Vec<u8>>: Send, Sync);
+    assert_not_impl_any!(Stage<u32, std::cell::Cell<u8>>: Sync);
+    assert_not_impl_any!(Stage<std::rc::Rc<u8>, ()>: Send, Sync);
+    assert_impl_all!(Ticket<'static, SocketAddr, UdpSocket>: Send, Sync);
+    assert_not_impl_any!(HeadGuard<'static, SocketAddr, UdpSocket>: Send);
+    assert_impl_all!(HeadGuard<'static, SocketAddr, UdpSocket>: Sync);
+    assert_impl_all!(EnterFuture<'static, 'static, SocketAddr, UdpSocket>: Send, Unpin);
+    assert_impl_all!(TicketError: std::error::Error, Send, Sync);
+}

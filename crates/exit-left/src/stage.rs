@@ -1,0 +1,488 @@
+//! The stage: tickets, `enter`, `notify`, `close`.
+//!
+//! # How it works
+//!
+//! All of the stage's bookkeeping sits behind one mutex, held only for a few
+//! dozen instructions at a time and never while user code runs (a token's
+//! `Hash` runs before the lock, its `Eq` only in lookups that change nothing,
+//! and every `Waker`, token and message is woken or dropped after the lock is
+//! released). The resource itself is outside the mutex: the head uses it
+//! while the lock is free.
+//!
+//! The state is a [`Table`] of registered tokens, a FIFO of waiting slots,
+//! and the *headship*, which is in exactly one of three states:
+//!
+//! - `Free`: nobody heads. Then the FIFO is empty, and the next `enter` that
+//!   has no notification waiting for it takes the headship on the spot.
+//! - `Held`: a [`HeadGuard`] exists. `slot` is the ticket it came from (gone
+//!   if that ticket was dropped), `thread` the thread that holds it (the guard
+//!   is `!Send`), so that an `enter` from that thread panics instead of
+//!   waiting for itself.
+//! - `Promised(slot)`: the guard was dropped and the headship handed to the
+//!   longest-waiting follower, which has been woken but has not yet run.
+//!
+//! A waiter's wait ends in exactly one place: under the lock, whoever ends it
+//! (a notifier, a hand-off, `close`, or the waiter itself on a time-out or
+//! cancellation) moves its slot out of the FIFO and records why
+//! ([`Resolution`]). Since only one of them can do that, there is no state in
+//! which a waiter is both "timed out" and "promoted" and the promotion is
+//! dropped, which is how the original lost its head. The waker is taken out
+//! with the slot and woken after the lock: one wake-up per resolution.
+//!
+//! Two rules settle the races the original got wrong:
+//!
+//! - **Notification beats promotion.** A notification for a follower that was
+//!   promoted but has not run yet turns its resolution into `Notified` and
+//!   hands the headship on to the next follower (a *forwarded* promotion). A
+//!   cancelled future or dropped ticket that holds a promotion forwards it
+//!   the same way. The headship is therefore never held by a thread that does
+//!   not know it.
+//! - **Resolution beats the clock.** A waiter whose deadline passes locks the
+//!   stage and looks: if anyone resolved its wait before that, it gets that
+//!   resolution (a notification that arrived by the deadline is not a
+//!   time-out; a promotion made by the deadline is a `Head`).
+
+use crate::head::HeadGuard;
+use crate::table::{Resolution, SlotId, Table, Wait};
+use crate::{Counters, Entry, NotifyOutcome, TicketError};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+use sync_core::sync::{Mutex, MutexGuard};
+use sync_core::thread::{self, ThreadId};
+
+/// Who heads the stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Headship {
+    Free,
+    Held {
+        slot: Option<SlotId>,
+        thread: ThreadId,
+    },
+    Promised(SlotId),
+}
+
+pub(crate) struct State<T, M> {
+    pub(crate) table: Table<T, M>,
+    pub(crate) headship: Headship,
+    pub(crate) closed: bool,
+    pub(crate) counters: Counters,
+}
+
+impl<T: Hash + Eq, M> State<T, M> {
+    /// Ends the current headship and promotes the longest-waiting follower.
+    /// Returns the waker to wake after the lock: exactly one per hand-off.
+    pub(crate) fn hand_off(&mut self) -> Option<Waker> {
+        if self.closed {
+            self.headship = Headship::Free;
+            return None;
+        }
+        match self.table.first_queued() {
+            Some(next) => {
+                self.headship = Headship::Promised(next);
+                self.counters.promotions += 1;
+                Some(self.table.dequeue(next, Some(Resolution::Head)))
+            }
+            None => {
+                self.headship = Headship::Free;
+                None
+            }
+        }
+    }
+
+    /// Takes back a promotion that `slot` will not use (notified first,
+    /// cancelled, or its ticket dropped) and hands it on.
+    pub(crate) fn forward(&mut self, slot: SlotId) -> Option<Waker> {
+        debug_assert_eq!(self.headship, Headship::Promised(slot));
+        self.counters.forwarded_promotions += 1;
+        self.hand_off()
+    }
+}
+
+/// Many waiters, one reader: a resource that one thread at a time heads,
+/// and keyed wake-ups for the others.
+///
+/// `T` is the token a waiter waits for (a peer's address, say), `R` the
+/// resource (a socket), `M` the message type of the built-in mailbox (`()`
+/// for a stage without one; see [`Stage::with_mailbox`]).
+///
+/// `Send + Sync` when `T: Send`, `M: Send` and `R: Send + Sync`.
+pub struct Stage<T, R, M = ()> {
+    resource: R,
+    hasher: RandomState,
+    state: Mutex<State<T, M>>,
+}
+
+/// A token's registration with a [`Stage`]: the persistent identity with
+/// which a thread (or task) enters the stage and is notified.
+///
+/// Created by [`Stage::ticket`], kept across loops (registering once costs one
+/// lookup and, the first time a slot is needed, one allocation), and
+/// unregistered when dropped. Unread mailbox messages and a pending
+/// notification are dropped with it.
+pub struct Ticket<'s, T: Hash + Eq, R, M = ()> {
+    pub(crate) stage: &'s Stage<T, R, M>,
+    pub(crate) slot: SlotId,
+}
+
+impl<T: Hash + Eq, R> Stage<T, R> {
+    /// A stage around `resource`, with no mailbox. Allocates nothing until
+    /// the first ticket.
+    pub fn new(resource: R) -> Self {
+        Self::with_mailbox(resource)
+    }
+}
+
+impl<T: Hash + Eq, R, M> Stage<T, R, M> {
+    /// A stage whose tickets each have a mailbox of `M`s: the head
+    /// [`deliver`](HeadGuard::deliver)s what it reads (buffer and notify in
+    /// one step), and [`recv`](Stage::recv) hides the whole loop.
+    pub fn with_mailbox(resource: R) -> Self {
+        Self {
+            resource,
+            hasher: RandomState::new(),
+            state: Mutex::new(State {
+                table: Table::new(),
+                headship: Headship::Free,
+                closed: false,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Registers `token`. Fails with [`TicketError::Taken`] if a live ticket
+    /// already has it.
+    ///
+    /// Does not block (one short lock); allocates only when every slot so
+    /// far is in use.
+    pub fn ticket(&self, token: T) -> Result<Ticket<'_, T, R, M>, TicketError> {
+        let hash = self.hasher.hash_one(&token);
+        let mut st = self.lock();
+        if st.table.find(&token, hash).is_some() {
+            drop(st);
+            drop(token);
+            return Err(TicketError::Taken);
+        }
+        let slot = st.table.insert(token, hash);
+        Ok(Ticket { stage: self, slot })
+    }
+
+    /// Waits on the stage until one of: this ticket is notified
+    /// ([`Entry::Notified`]), it heads the stage ([`Entry::Head`]), `timeout`
+    /// passes ([`Entry::TimedOut`]) or the stage is closed
+    /// ([`Entry::Closed`]). `None` waits without a time limit.
+    ///
+    /// Returns at once with `Closed` on a closed stage, with `Notified` if a
+    /// notification arrived while the ticket was not waiting, and with
+    /// `Head` if nobody heads. Otherwise the thread parks (no spinning: a
+    /// follower usually waits far longer than a spin could pay for) and is
+    /// woken exactly once, by whoever ends its wait.
+    ///
+    /// Does not allocate (the thread's cached parker wakes it).
+    ///
+    /// # Panics
+    ///
+    /// If `ticket` belongs to another stage, or if this thread heads the
+    /// stage (it would wait for itself).
+    pub fn enter(
+        &self,
+        ticket: &mut Ticket<'_, T, R, M>,
+        timeout: Option<Duration>,
+    ) -> Entry<'_, T, R, M> {
+        self.check_ticket(ticket);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let me = thread::current().id();
+        let slot = ticket.slot;
+        let mut st = self.lock();
+        if let Headship::Held { thread, .. } = st.headship {
+            if thread == me {
+                drop(st);
+                panic!(
+                    "exit_left: `enter` called on the thread that heads this stage; it would wait \
+                     for itself. Drop the `HeadGuard` first."
+                );
+            }
+        }
+        if let Some(entry) = self.begin(&mut st, slot, me) {
+            return entry;
+        }
+        sync_core::with_thread_parker(|parker| {
+            st.table.enqueue(slot, parker.waker());
+            drop(st);
+            loop {
+                let woken = match deadline {
+                    None => {
+                        parker.park();
+                        true
+                    }
+                    Some(d) => parker.park_deadline(d),
+                };
+                let mut st = self.lock();
+                match st.table.slot(slot).wait {
+                    Wait::Resolved(r) => return self.finish(st, slot, r, me),
+                    Wait::Queued { .. } if !woken => {
+                        let waker = st.table.dequeue(slot, None);
+                        st.counters.timeouts += 1;
+                        drop(st);
+                        drop(waker);
+                        return Entry::TimedOut;
+                    }
+                    // A stale unpark of this thread's parker: wait on.
+                    Wait::Queued { .. } => {}
+                    Wait::Idle => unreachable!("a queued waiter found idle"),
+                }
+            }
+        })
+    }
+
+    /// Notifies `token`'s ticket from any thread: wakes it if it waits,
+    /// otherwise records the notification for its next `enter`.
+    /// Notifications coalesce like `unpark`s: several before the owner
+    /// looks are one `Notified`.
+    ///
+    /// Does not block (one short lock); at most one wake-up; allocates
+    /// nothing.
+    pub fn notify(&self, token: &T) -> NotifyOutcome {
+        self.notify_inner(token, None, false)
+            .unwrap_or(NotifyOutcome::NoSuchToken)
+    }
+
+    /// Closes the stage: every waiter returns [`Entry::Closed`], and so does
+    /// every later `enter`. A [`HeadGuard`] that exists keeps its access to
+    /// the resource until it is dropped; nobody is promoted after it.
+    /// Mailboxes keep their messages ([`try_recv`](Stage::try_recv)).
+    ///
+    /// Idempotent. Wakes every waiter once; allocates a list of their wakers.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        let mut wakers = Vec::with_capacity(st.table.queued());
+        while let Some(id) = st.table.first_queued() {
+            wakers.push(st.table.dequeue(id, Some(Resolution::Closed)));
+        }
+        if let Headship::Promised(id) = st.headship {
+            st.table.slot_mut(id).wait = Wait::Resolved(Resolution::Closed);
+            st.headship = Headship::Free;
+        }
+        drop(st);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The resource, for whatever may be done with it while someone else
+    /// heads (with a socket: sending). Reading it is the head's job: see
+    /// [`HeadGuard::resource`].
+    pub fn resource(&self) -> &R
+    where
+        R: Sync,
+    {
+        &self.resource
+    }
+
+    /// A snapshot of the stage's counters.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters
+    }
+
+    /// How many tickets are registered.
+    pub fn tickets(&self) -> usize {
+        self.lock().table.registered()
+    }
+
+    /// How many tickets wait as followers right now.
+    pub fn waiting(&self) -> usize {
+        self.lock().table.queued()
+    }
+
+    /// Whether someone heads the stage (or has been promoted and not yet
+    /// run).
+    pub fn is_headed(&self) -> bool {
+        self.lock().headship != Headship::Free
+    }
+
+    // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
+        // Nothing that can panic runs while the state is half-updated (user
+        // code under the lock is limited to `Eq` in lookups that change
+        // nothing), so a poisoned lock still guards a consistent state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn resource_unchecked(&self) -> &R {
+        &self.resource
+    }
+
+    pub(crate) fn check_ticket(&self, ticket: &Ticket<'_, T, R, M>) {
+        assert!(
+            std::ptr::eq(ticket.stage, self),
+            "exit_left: a ticket from another stage was passed to this stage"
+        );
+    }
+
+    /// The outcomes of an `enter` that need no waiting, in order: closed,
+    /// a recorded notification (or mail), a free headship.
+    pub(crate) fn begin(
+        &self,
+        st: &mut State<T, M>,
+        slot: SlotId,
+        me: ThreadId,
+    ) -> Option<Entry<'_, T, R, M>> {
+        if let Headship::Held { slot: Some(h), .. } = st.headship {
+            assert!(
+                h != slot,
+                "exit_left: `enter` with the ticket that heads this stage; drop the `HeadGuard` first"
+            );
+        }
+        if st.closed {
+            return Some(Entry::Closed);
+        }
+        let s = st.table.slot_mut(slot);
+        if s.pending || !s.inbox.is_empty() {
+            s.pending = false;
+            return Some(Entry::Notified);
+        }
+        if st.headship == Headship::Free {
+            st.headship = Headship::Held {
+                slot: Some(slot),
+                thread: me,
+            };
+            return Some(Entry::Head(HeadGuard::new(self)));
+        }
+        None
+    }
+
+    /// Turns a resolution, read under the lock, into the `Entry` returned.
+    pub(crate) fn finish(
+        &self,
+        mut st: MutexGuard<'_, State<T, M>>,
+        slot: SlotId,
+        r: Resolution,
+        me: ThreadId,
+    ) -> Entry<'_, T, R, M> {
+        st.table.slot_mut(slot).wait = Wait::Idle;
+        match r {
+            Resolution::Notified => Entry::Notified,
+            Resolution::Closed => Entry::Closed,
+            Resolution::Head => {
+                debug_assert_eq!(st.headship, Headship::Promised(slot));
+                st.headship = Headship::Held {
+                    slot: Some(slot),
+                    thread: me,
+                };
+                Entry::Head(HeadGuard::new(self))
+            }
+        }
+    }
+
+    /// `notify` and `deliver`. With `mail`, the message goes into the
+    /// token's inbox first; it comes back in `Err` if there is no such
+    /// token. `from_head` reports the head's own token as such.
+    pub(crate) fn notify_inner(
+        &self,
+        token: &T,
+        mail: Option<M>,
+        from_head: bool,
+    ) -> Result<NotifyOutcome, Option<M>> {
+        let hash = self.hasher.hash_one(token);
+        let mut st = self.lock();
+        let Some(id) = st.table.find(token, hash) else {
+            st.counters.no_such_token += 1;
+            drop(st);
+            return Err(mail);
+        };
+        let is_mail = mail.is_some();
+        if let Some(m) = mail {
+            st.table.slot_mut(id).inbox.push_back(m);
+        }
+        let mut wake = None;
+        let outcome = if matches!(st.headship, Headship::Held { slot: Some(h), .. } if h == id) {
+            st.table.slot_mut(id).pending |= !is_mail;
+            if from_head {
+                NotifyOutcome::OwnToken
+            } else {
+                NotifyOutcome::Recorded
+            }
+        } else {
+            match st.table.slot(id).wait {
+                Wait::Idle | Wait::Resolved(Resolution::Closed) => {
+                    st.table.slot_mut(id).pending |= !is_mail;
+                    NotifyOutcome::Recorded
+                }
+                Wait::Queued { .. } => {
+                    wake = Some(st.table.dequeue(id, Some(Resolution::Notified)));
+                    NotifyOutcome::Woken
+                }
+                // Already being woken for a notification: coalesced.
+                Wait::Resolved(Resolution::Notified) => NotifyOutcome::Woken,
+                // Promoted but not yet running: the notification wins and
+                // the headship goes on to the next follower. The thread was
+                // already woken for the promotion.
+                Wait::Resolved(Resolution::Head) => {
+                    st.table.slot_mut(id).wait = Wait::Resolved(Resolution::Notified);
+                    wake = st.forward(id);
+                    NotifyOutcome::Woken
+                }
+            }
+        };
+        st.counters.count(outcome);
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Ok(outcome)
+    }
+}
+
+impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {
+    fn drop(&mut self) {
+        let mut st = self.stage.lock();
+        let mut wake = None;
+        let mut stale = None;
+        match st.table.slot(self.slot).wait {
+            // Only reachable if a waiting future was leaked (`mem::forget`),
+            // which ends its borrow of the ticket.
+            Wait::Queued { .. } => stale = Some(st.table.dequeue(self.slot, None)),
+            Wait::Resolved(Resolution::Head) => wake = st.forward(self.slot),
+            Wait::Idle | Wait::Resolved(_) => {}
+        }
+        if let Headship::Held { slot, .. } = &mut st.headship {
+            if *slot == Some(self.slot) {
+                *slot = None;
+            }
+        }
+        let (token, inbox) = st.table.remove(self.slot);
+        drop(st);
+        // User code (`Drop` of the token, messages, a waker) after the lock.
+        drop(stale);
+        drop(token);
+        drop(inbox);
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+}
+
+impl<T: Hash + Eq, R, M> core::fmt::Debug for Ticket<'_, T, R, M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Hash + Eq, R, M> core::fmt::Debug for Stage<T, R, M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Stage")
+            .field("tickets", &st.table.registered())
+            .field("waiting", &st.table.queued())
+            .field("headship", &st.headship)
+            .field("closed", &st.closed)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,346 @@
+//! The ticket table: one slot per registered token, found by token in O(1),
+//! and the FIFO of waiting slots, in O(1) per operation.
+//!
+//! Plain data, no synchronisation: the stage keeps it behind its mutex.
+//!
+//! # Why not a `HashMap<T, Slot>`
+//!
+//! The contract asks only `T: Hash + Eq` of a token, not `Clone`, so the token
+//! can be stored once. It lives in its slot; the map goes from the token's
+//! 64-bit hash to the first slot with that hash, and slots with the same hash
+//! (a collision) are chained. A lookup hashes the token once, outside the
+//! lock (the stage keeps the hasher), and compares tokens along a chain
+//! that is one slot long unless two tokens' hashes collide.
+//!
+//! The FIFO is a doubly linked list threaded through the slots, so a waiter
+//! that leaves early (timed out, notified, cancelled) unlinks in O(1): the
+//! original crate scanned every waiter on every operation.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::task::Waker;
+
+/// Index of a slot in the table. Stable while its ticket lives.
+pub(crate) type SlotId = usize;
+
+/// How a wait ended, decided under the lock by whoever ended it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// A notification (or a delivered message) for this slot's token.
+    Notified,
+    /// The headship was handed to this slot.
+    Head,
+    /// The stage was closed.
+    Closed,
+}
+
+/// Where a slot's owner stands.
+#[derive(Debug)]
+pub(crate) enum Wait {
+    /// Not waiting (also while its owner heads the stage).
+    Idle,
+    /// In the FIFO, to be woken through `waker`.
+    Queued {
+        waker: Waker,
+        prev: Option<SlotId>,
+        next: Option<SlotId>,
+    },
+    /// Out of the FIFO: the wait ended, its owner has not looked yet. The
+    /// waker was taken by whoever resolved it, to be woken after the lock.
+    Resolved(Resolution),
+}
+
+pub(crate) struct Slot<T, M> {
+    /// `None` while the slot is free.
+    token: Option<T>,
+    hash: u64,
+    /// Next slot with the same hash (collision chain), or next free slot.
+    chain: Option<SlotId>,
+    pub(crate) wait: Wait,
+    /// A notification that arrived while the owner was not waiting.
+    pub(crate) pending: bool,
+    /// Messages delivered to this token (a stage with a mailbox).
+    pub(crate) inbox: VecDeque<M>,
+}
+
+pub(crate) struct Table<T, M> {
+    slots: Vec<Slot<T, M>>,
+    by_hash: HashMap<u64, SlotId>,
+    free: Option<SlotId>,
+    first: Option<SlotId>,
+    last: Option<SlotId>,
+    registered: usize,
+    queued: usize,
+}
+
+impl<T: Hash + Eq, M> Table<T, M> {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            by_hash: HashMap::new(),
+            free: None,
+            first: None,
+            last: None,
+            registered: 0,
+            queued: 0,
+        }
+    }
+
+    /// The slot registered for `token`. Runs `T::eq` (user code) but changes
+    /// nothing, so a panicking `eq` leaves the table as it was.
+    pub(crate) fn find(&self, token: &T, hash: u64) -> Option<SlotId> {
+        let mut at = self.by_hash.get(&hash).copied();
+        while let Some(id) = at {
+            let slot = &self.slots[id];
+            if slot.token.as_ref() == Some(token) {
+                return Some(id);
+            }
+            at = slot.chain;
+        }
+        None
+    }
+
+    /// Registers `token`, which must not be registered (checked by the
+    /// caller with [`find`](Self::find)). Reuses a free slot if there is one.
+    pub(crate) fn insert(&mut self, token: T, hash: u64) -> SlotId {
+        let chain = self.by_hash.get(&hash).copied();
+        let slot = Slot {
+            token: Some(token),
+            hash,
+            chain,
+            wait: Wait::Idle,
+            pending: false,
+            inbox: VecDeque::new(),
+        };
+        let id = match self.free {
+            Some(id) => {
+                self.free = self.slots[id].chain;
+                self.slots[id] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.by_hash.insert(hash, id);
+        self.registered += 1;
+        id
+    }
+
+    /// Unregisters a slot that is not queued. Returns its token and unread
+    /// messages, for the caller to drop after the lock (user `Drop`s).
+    pub(crate) fn remove(&mut self, id: SlotId) -> (T, VecDeque<M>) {
+        debug_assert!(!matches!(self.slots[id].wait, Wait::Queued { .. }));
+        let hash = self.slots[id].hash;
+        let after = self.slots[id].chain;
+        // Unlink from the collision chain.
+        if self.by_hash.get(&hash) == Some(&id) {
+            match after {
+                Some(next) => {
+                    self.by_hash.insert(hash, next);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else {
+            let mut at = self.by_hash.get(&hash).copied();
+            while let Some(prev) = at {
+                if self.slots[prev].chain == Some(id) {
+                    self.slots[prev].chain = after;
+                    break;
+                }
+                at = self.slots[prev].chain;
+            }
+        }
+        let slot = &mut self.slots[id];
+        let token = slot.token.take().expect("removing a free slot");
+        let inbox = std::mem::take(&mut slot.inbox);
+        slot.wait = Wait::Idle;
+        slot.pending = false;
+        slot.chain = self.free;
+        self.free = Some(id);
+        self.registered -= 1;
+        (token, inbox)
+    }
+
+    pub(crate) fn slot(&self, id: SlotId) -> &Slot<T, M> {
+        &self.slots[id]
+    }
+
+    pub(crate) fn slot_mut(&mut self, id: SlotId) -> &mut Slot<T, M> {
+        &mut self.slots[id]
+    }
+
+    /// Appends an idle slot to the FIFO, to be woken through `waker`.
+    pub(crate) fn enqueue(&mut self, id: SlotId, waker: Waker) {
+        debug_assert!(matches!(self.slots[id].wait, Wait::Idle));
+        self.slots[id].wait = Wait::Queued {
+            waker,
+            prev: self.last,
+            next: None,
+        };
+        match self.last {
+            Some(last) => self.set_next(last, Some(id)),
+            None => self.first = Some(id),
+        }
+        self.last = Some(id);
+        self.queued += 1;
+    }
+
+    /// Takes a queued slot out of the FIFO and marks it resolved (or idle,
+    /// with `None`). Returns its waker, to be woken or dropped after the lock.
+    pub(crate) fn dequeue(&mut self, id: SlotId, to: Option<Resolution>) -> Waker {
+        let new = match to {
+            Some(r) => Wait::Resolved(r),
+            None => Wait::Idle,
+        };
+        let Wait::Queued { waker, prev, next } = std::mem::replace(&mut self.slots[id].wait, new)
+        else {
+            unreachable!("dequeue of a slot that is not queued");
+        };
+        match prev {
+            Some(p) => self.set_next(p, next),
+            None => self.first = next,
+        }
+        match next {
+            Some(n) => self.set_prev(n, prev),
+            None => self.last = prev,
+        }
+        self.queued -= 1;
+        waker
+    }
+
+    /// The longest-waiting slot.
+    pub(crate) fn first_queued(&self) -> Option<SlotId> {
+        self.first
+    }
+
+    /// Registered tokens.
+    pub(crate) fn registered(&self) -> usize {
+        self.registered
+    }
+
+    /// Slots in the FIFO.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    fn set_next(&mut self, id: SlotId, to: Option<SlotId>) {
+        match &mut self.slots[id].wait {
+            Wait::Queued { next, .. } => *next = to,
+            _ => unreachable!("FIFO link to a slot that is not queued"),
+        }
+    }
+
+    fn set_prev(&mut self, id: SlotId, to: Option<SlotId>) {
+        match &mut self.slots[id].wait {
+            Wait::Queued { prev, .. } => *prev = to,
+            _ => unreachable!("FIFO link to a slot that is not queued"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::{BuildHasher, RandomState};
+
+    struct Hashed<T, M>(Table<T, M>, RandomState);
+    impl<T: Hash + Eq, M> Hashed<T, M> {
+        fn hash(&self, token: &T) -> u64 {
+            self.1.hash_one(token)
+        }
+    }
+    impl<T, M> std::ops::Deref for Hashed<T, M> {
+        type Target = Table<T, M>;
+        fn deref(&self) -> &Table<T, M> {
+            &self.0
+        }
+    }
+    impl<T, M> std::ops::DerefMut for Hashed<T, M> {
+        fn deref_mut(&mut self) -> &mut Table<T, M> {
+            &mut self.0
+        }
+    }
+    fn table<T: Hash + Eq, M>() -> Hashed<T, M> {
+        Hashed(Table::new(), RandomState::new())
+    }
+
+    /// A token whose hash is always the same: every token collides.
+    #[derive(PartialEq, Eq, Debug)]
+    struct Colliding(u32);
+    impl Hash for Colliding {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            0u8.hash(state);
+        }
+    }
+
+    fn noop() -> Waker {
+        Waker::noop().clone()
+    }
+
+    #[test]
+    fn colliding_tokens_are_found_and_removed_from_any_place_in_the_chain() {
+        let mut t: Hashed<Colliding, ()> = table();
+        let ids: Vec<SlotId> = (0..4)
+            .map(|i| {
+                let h = t.hash(&Colliding(i));
+                t.insert(Colliding(i), h)
+            })
+            .collect();
+        for i in 0..4u32 {
+            let h = t.hash(&Colliding(i));
+            assert_eq!(t.find(&Colliding(i), h), Some(ids[i as usize]));
+        }
+        // Middle, head and tail of the chain.
+        for victim in [1u32, 3, 0] {
+            let (tok, _) = t.remove(ids[victim as usize]);
+            assert_eq!(tok, Colliding(victim));
+            let h = t.hash(&Colliding(victim));
+            assert_eq!(t.find(&Colliding(victim), h), None);
+        }
+        let h = t.hash(&Colliding(2));
+        assert_eq!(t.find(&Colliding(2), h), Some(ids[2]));
+        assert_eq!(t.registered(), 1);
+        // Freed slots are reused.
+        let h = t.hash(&Colliding(9));
+        let again = t.insert(Colliding(9), h);
+        assert!(ids.contains(&again));
+        assert_eq!(t.find(&Colliding(9), h), Some(again));
+    }
+
+    #[test]
+    fn the_fifo_keeps_order_and_unlinks_from_the_middle() {
+        let mut t: Hashed<u32, ()> = table();
+        let ids: Vec<SlotId> = (0..4)
+            .map(|i| {
+                let h = t.hash(&i);
+                t.insert(i, h)
+            })
+            .collect();
+        for &id in &ids {
+            t.enqueue(id, noop());
+        }
+        assert_eq!(t.queued(), 4);
+        drop(t.dequeue(ids[1], None));
+        drop(t.dequeue(ids[3], Some(Resolution::Notified)));
+        assert_eq!(t.first_queued(), Some(ids[0]));
+        drop(t.dequeue(ids[0], Some(Resolution::Head)));
+        assert_eq!(t.first_queued(), Some(ids[2]));
+        drop(t.dequeue(ids[2], None));
+        assert_eq!(t.first_queued(), None);
+        assert_eq!(t.queued(), 0);
+        assert!(matches!(
+            t.slot(ids[3]).wait,
+            Wait::Resolved(Resolution::Notified)
+        ));
+        // Re-enqueue after leaving: goes to the back.
+        t.slot_mut(ids[3]).wait = Wait::Idle;
+        t.enqueue(ids[1], noop());
+        t.enqueue(ids[3], noop());
+        assert_eq!(t.first_queued(), Some(ids[1]));
+    }
+}

@@ -1,0 +1,27 @@
+//! Helpers shared by exit-left's test files.
+#![allow(dead_code, unused_imports)]
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use exit_left::Stage;
+use std::time::{Duration, Instant};
+
+pub use testkit::{iters, watchdog};
+
+/// Polls a future once with `waker`.
+pub fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+/// Waits (bounded, 30 s) until `n` followers wait on `stage`.
+pub fn until_waiting<T: std::hash::Hash + Eq, R, M>(stage: &Stage<T, R, M>, n: usize) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while stage.waiting() != n {
+        assert!(Instant::now() < give_up, "followers never reached {n}");
+        std::thread::yield_now();
+    }
+}
+
+/// A long time-out that still ends a test that would hang.
+pub const LONG: Option<Duration> = Some(Duration::from_secs(20));
