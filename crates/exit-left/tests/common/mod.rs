@@ -25,3 +25,22 @@ pub fn until_waiting<T: std::hash::Hash + Eq, R, M>(stage: &Stage<T, R, M>, n: u
 
 /// A long time-out that still ends a test that would hang.
 pub const LONG: Option<Duration> = Some(Duration::from_secs(20));
+
+/// What an `Entry` was, without the guard (which is `!Send`): the guard
+/// is dropped here, handing the headship on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Got {
+    Head,
+    Notified,
+    TimedOut,
+    Closed,
+}
+
+pub fn got<T: std::hash::Hash + Eq, R, M>(entry: exit_left::Entry<'_, T, R, M>) -> Got {
+    match entry {
+        exit_left::Entry::Head(_) => Got::Head,
+        exit_left::Entry::Notified => Got::Notified,
+        exit_left::Entry::TimedOut => Got::TimedOut,
+        exit_left::Entry::Closed => Got::Closed,
+    }
+}

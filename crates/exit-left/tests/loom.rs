@@ -1,0 +1,275 @@
+//! loom models of every property in spec/exit-left.md.
+//!
+//! ```text
+//! cargo xtask loom -p exit-left
+//! ```
+//!
+//! Under `--cfg loom` each model explores every interleaving (bounded by
+//! `LOOM_MAX_PREEMPTIONS`); in the normal build it runs once, as a plain
+//! test. Loom has no clock, so a time-out is modelled as explicit
+//! cancellation: a wait with a time-out parks, yields once and then gives
+//! up (`sync_core::Parker::park_deadline` under loom), so every model with
+//! one explores both "resolved before the time-out" and "timed out first".
+//! A blocking wait without a time-out that nobody ends is a deadlock, which
+//! loom reports: that is how a lost promotion or notification fails a model.
+//!
+//! Every model ends by checking that nothing is left behind: no ticket, no
+//! waiter, no head.
+
+use exit_left::{Entry, NotifyOutcome, Stage};
+use std::time::Duration;
+use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
+use sync_core::thread;
+
+type S = Stage<u8, ()>;
+
+/// A stage every model thread can borrow (`thread::spawn` wants `'static`).
+/// One small leak per explored execution.
+fn stage() -> &'static S {
+    Box::leak(Box::new(Stage::new(())))
+}
+
+fn left_behind(stage: &S) {
+    assert_eq!(stage.tickets(), 0, "a ticket is still registered");
+    assert_eq!(stage.waiting(), 0, "a follower is still queued");
+    assert!(!stage.is_headed(), "someone still heads");
+}
+
+/// A time-out, which loom turns into "yield once, then give up".
+const SOON: Option<Duration> = Some(Duration::from_millis(1));
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let _w = testkit::watchdog("exit-left loom model");
+    sync_core::model(f);
+}
+
+#[test]
+fn at_most_one_head_and_every_hand_off_arrives() {
+    model(|| {
+        let stage = stage();
+        let heads: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let enter = move |token: u8| {
+            let mut t = stage.ticket(token).unwrap();
+            let Entry::Head(g) = stage.enter(&mut t, None) else {
+                panic!("without notifications every waiter ends up heading")
+            };
+            assert_eq!(heads.fetch_add(1, Ordering::SeqCst), 0, "two heads");
+            heads.fetch_sub(1, Ordering::SeqCst);
+            drop(g);
+        };
+        let a = thread::spawn(move || enter(1));
+        let b = thread::spawn(move || enter(2));
+        enter(3);
+        a.join().unwrap();
+        b.join().unwrap();
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let Entry::Head(head) = stage.enter(&mut h, None) else {
+            panic!()
+        };
+        let f = thread::spawn(move || {
+            let mut t = stage.ticket(1).unwrap();
+            match stage.enter(&mut t, SOON) {
+                Entry::Head(g) => drop(g),
+                Entry::TimedOut => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        });
+        drop(head);
+        f.join().unwrap();
+        // Not lost: it is free, so the next entry heads at once.
+        assert!(stage.enter(&mut h, SOON).is_head());
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn a_follower_notified_while_promoted_passes_the_headship_on() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let mut t1 = stage.ticket(1).unwrap();
+        let mut t2 = stage.ticket(2).unwrap();
+        let Entry::Head(head) = stage.enter(&mut h, None) else {
+            panic!()
+        };
+        let notified = thread::spawn(move || {
+            loop {
+                match stage.enter(&mut t1, None) {
+                    Entry::Notified => return,
+                    // Promoted before the notification: hand on, let the
+                    // notifier run, go again.
+                    Entry::Head(g) => {
+                        drop(g);
+                        thread::yield_now();
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        });
+        let other = thread::spawn(move || {
+            // Either promoted (forwarded or not) or it gives up.
+            if let Entry::Head(g) = stage.enter(&mut t2, SOON) {
+                drop(g);
+            }
+        });
+        drop(head);
+        assert_ne!(stage.notify(&1), NotifyOutcome::NoSuchToken);
+        notified.join().unwrap();
+        other.join().unwrap();
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn a_notification_is_never_lost() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let mut t = stage.ticket(1).unwrap();
+        let head = stage.enter(&mut h, None);
+        assert!(head.is_head());
+        // The head is held throughout: only the notification can end the
+        // wait (or the waiter has not entered yet and finds it recorded).
+        let waiter = thread::spawn(move || {
+            assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
+        });
+        let notifier = thread::spawn(move || {
+            let outcome = stage.notify(&1);
+            assert!(matches!(
+                outcome,
+                NotifyOutcome::Woken | NotifyOutcome::Recorded
+            ));
+        });
+        notifier.join().unwrap();
+        waiter.join().unwrap();
+        drop(head);
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn no_aba_when_a_token_is_registered_again() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let head = stage.enter(&mut h, None);
+        assert!(head.is_head());
+        let again: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let owner = thread::spawn(move || {
+            let mut t = stage.ticket(7).unwrap();
+            assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
+            drop(t);
+            let mut t = stage.ticket(7).unwrap();
+            again.store(true, Ordering::SeqCst);
+            assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
+        });
+        // First notification: retried until the first ticket exists.
+        while stage.notify(&7) == NotifyOutcome::NoSuchToken {
+            thread::yield_now();
+        }
+        while !again.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        // Second one: for the new registration, in the reused slot.
+        assert_ne!(stage.notify(&7), NotifyOutcome::NoSuchToken);
+        owner.join().unwrap();
+        drop(head);
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn a_head_notifying_itself_is_recorded_while_a_follower_races_in() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let Entry::Head(head) = stage.enter(&mut h, None) else {
+            panic!()
+        };
+        let f = thread::spawn(move || {
+            let mut t = stage.ticket(1).unwrap();
+            if let Entry::Head(g) = stage.enter(&mut t, None) {
+                drop(g);
+            }
+        });
+        assert_eq!(head.notify(&0), NotifyOutcome::OwnToken);
+        drop(head);
+        f.join().unwrap();
+        assert!(matches!(stage.enter(&mut h, SOON), Entry::Notified));
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn close_wakes_every_waiter() {
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let Entry::Head(head) = stage.enter(&mut h, None) else {
+            panic!()
+        };
+        let waiters: Vec<_> = (1..=2u8)
+            .map(|i| {
+                thread::spawn(move || {
+                    let mut t = stage.ticket(i).unwrap();
+                    assert!(matches!(stage.enter(&mut t, None), Entry::Closed));
+                })
+            })
+            .collect();
+        stage.close();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        drop(head);
+        drop(h);
+        left_behind(stage);
+    });
+}
+
+#[test]
+fn a_cancelled_future_passes_its_promotion_on() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    model(|| {
+        let stage = stage();
+        let mut h = stage.ticket(0).unwrap();
+        let Entry::Head(head) = stage.enter(&mut h, None) else {
+            panic!()
+        };
+        let task = thread::spawn(move || {
+            let mut t = stage.ticket(1).unwrap();
+            let mut fut = stage.enter_async(&mut t);
+            let mut cx = Context::from_waker(Waker::noop());
+            match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                // Queued; cancelled now, maybe after a promotion.
+                Poll::Pending => drop(fut),
+                // The head had already left: it heads, and hands on.
+                Poll::Ready(e) => assert!(e.is_head()),
+            }
+        });
+        let follower = thread::spawn(move || {
+            let mut t = stage.ticket(2).unwrap();
+            // Without a time-out: a promotion kept by the cancelled future
+            // would leave this thread parked forever.
+            assert!(stage.enter(&mut t, None).is_head());
+        });
+        drop(head);
+        task.join().unwrap();
+        follower.join().unwrap();
+        drop(h);
+        left_behind(stage);
+    });
+}
