@@ -82,9 +82,16 @@ fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
                 other => panic!("unexpected {other:?}"),
             }
         });
+        // A follower without a time-out: if the headship were dropped with
+        // the one that timed out, this one would never be promoted.
+        let patient = thread::spawn(move || {
+            let mut t = stage.ticket(2).unwrap();
+            assert!(stage.enter(&mut t, None).is_head());
+        });
         drop(head);
         f.join().unwrap();
-        // Not lost: it is free, so the next entry heads at once.
+        patient.join().unwrap();
+        // Not kept by anyone who left: the next entry heads at once.
         assert!(stage.enter(&mut h, SOON).is_head());
         drop(h);
         left_behind(stage);
