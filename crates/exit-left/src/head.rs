@@ -73,6 +73,19 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     }
 }
 
+impl<T: Hash + Eq, R, M> HeadGuard<'_, T, R, M> {
+    /// The head's next own message and whether the stage is closed, under
+    /// one lock (the check `recv`'s head makes before every read).
+    pub(crate) fn own_and_closed(&self) -> (Option<M>, bool) {
+        let mut st = self.stage.lock();
+        let own = match st.headship {
+            Headship::Held { slot: Some(id), .. } => st.table.slot_mut(id).inbox.pop_front(),
+            _ => None,
+        };
+        (own, st.closed)
+    }
+}
+
 impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
     fn drop(&mut self) {
         let mut st = self.stage.lock();

@@ -174,7 +174,9 @@ pub struct Counters {
     pub woken: u64,
     /// Notifications recorded for a ticket that was not waiting.
     pub recorded: u64,
-    /// Notifications for the head's own token.
+    /// Notifications and deliveries for the head's own token (recorded).
+    /// [`Stage::recv`]'s head delivers the item it reads for itself this
+    /// way, so with `recv` this counts items a head read for itself.
     pub own_token: u64,
     /// Notifications and deliveries for a token with no ticket.
     pub no_such_token: u64,

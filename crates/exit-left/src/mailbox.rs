@@ -53,10 +53,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     ///    delivered (one wake-up for its owner) and the head reads on. A
     ///    message for a token with no ticket is dropped and counted in
     ///    [`Counters::unrouted`](crate::Counters::unrouted), as a connected
-    ///    socket drops a datagram from a stranger. `Ok(None)` means nothing
-    ///    was read this time: the head checks its mailbox, the deadline and
-    ///    `close`, and reads again. `Err(e)` ends the call with
-    ///    [`RecvError::Read`].
+    ///    socket drops a datagram from a stranger: register every ticket
+    ///    before traffic for it can arrive. `Ok(None)` means nothing was read
+    ///    this time. Before every read the head looks at its own mailbox
+    ///    (another thread may have delivered to it), at `close` and at its
+    ///    deadline. `Err(e)` ends the call with [`RecvError::Read`].
     ///
     /// `read_one` should return within a bounded time when nothing arrives
     /// (a socket with a read time-out, or a non-blocking one), or the head
@@ -96,35 +97,33 @@ fn head_loop<T: Hash + Eq, R, M, E>(
     deadline: Option<Instant>,
     read_one: &mut impl FnMut(&R) -> Result<Option<(T, M)>, E>,
 ) -> Result<M, RecvError<E>> {
-    let stage = head.stage();
-    let mut look = true;
     loop {
-        if look {
-            // Delivered by another thread's `deliver` meanwhile?
-            if let Some(m) = head.try_recv_own() {
-                return Ok(m);
-            }
-            if stage.is_closed() {
-                return Err(RecvError::Closed);
-            }
+        // One lock: a message delivered to the head by another thread, and
+        // `close`, are noticed between any two reads, however busy the
+        // resource is with others' traffic.
+        let (own, closed) = head.own_and_closed();
+        if let Some(m) = own {
+            return Ok(m);
+        }
+        if closed {
+            return Err(RecvError::Closed);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RecvError::TimedOut);
         }
-        look = match read_one(head.resource()) {
+        match read_one(head.resource()) {
             Err(e) => return Err(RecvError::Read(e)),
-            Ok(None) => true,
+            Ok(None) => {}
             Ok(Some((to, message))) => match head.deliver(&to, message) {
                 Ok(NotifyOutcome::OwnToken) => {
                     return Ok(head.try_recv_own().expect("the head's own message"));
                 }
-                Ok(_) => false,
+                Ok(_) => {}
                 Err(Undelivered(lost)) => {
-                    stage.lock().counters.unrouted += 1;
+                    head.stage().lock().counters.unrouted += 1;
                     drop(lost);
-                    false
                 }
             },
-        };
+        }
     }
 }

@@ -356,3 +356,40 @@ fn counters_count_each_kind_of_event() {
     drop(head);
     assert!(matches!(stage.enter(&mut a, None), Entry::Notified));
 }
+
+/// Found in review: `recv`'s head checked `close` and its own mailbox only
+/// when a read came back empty, so steady traffic for others kept it
+/// reading past `close` (until its deadline, or for ever without one).
+#[test]
+fn recv_as_head_notices_close_and_its_own_mail_under_steady_traffic_for_others() {
+    let _w =
+        watchdog("recv_as_head_notices_close_and_its_own_mail_under_steady_traffic_for_others");
+    let stage: Stage<u32, (), u32> = Stage::with_mailbox(());
+    let mut t1 = stage.ticket(1).unwrap();
+    let _t2 = stage.ticket(2).unwrap();
+    // Always something for token 2, never for the head (token 1).
+    let busy = |_: &()| {
+        thread::yield_now();
+        Ok::<_, ()>(Some((2, 0)))
+    };
+    thread::scope(|s| {
+        let h = s.spawn(|| stage.recv(&mut t1, None, busy));
+        while !stage.is_headed() {
+            thread::yield_now();
+        }
+        assert_eq!(stage.deliver(&1, 42), Ok(NotifyOutcome::Recorded));
+        assert_eq!(h.join().unwrap(), Ok(42), "the head saw its own mail");
+    });
+    thread::scope(|s| {
+        let h = s.spawn(|| stage.recv(&mut t1, None, busy));
+        while !stage.is_headed() {
+            thread::yield_now();
+        }
+        stage.close();
+        assert_eq!(
+            h.join().unwrap(),
+            Err(RecvError::Closed),
+            "the head saw close"
+        );
+    });
+}

@@ -316,7 +316,7 @@ fn the_headship_goes_to_followers_in_fifo_order() {
                 order.lock().unwrap().push(n + 1);
                 drop(g);
             });
-            until_waiting(&stage, n + 1);
+            until_waiting(stage, n + 1);
         }
         drop(head);
     });

@@ -19,14 +19,22 @@
 use exit_left::{Entry, NotifyOutcome, Stage};
 use std::time::Duration;
 use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
+use sync_core::sync::Arc;
 use sync_core::thread;
 
 type S = Stage<u8, ()>;
 
-/// A stage every model thread can borrow (`thread::spawn` wants `'static`).
-/// One small leak per explored execution.
-fn stage() -> &'static S {
-    Box::leak(Box::new(Stage::new(())))
+fn stage() -> Arc<S> {
+    Arc::new(Stage::new(()))
+}
+
+/// Spawns a model thread that borrows the shared stage.
+fn spawn<R: Send + 'static>(
+    stage: &Arc<S>,
+    f: impl FnOnce(&S) -> R + Send + 'static,
+) -> thread::JoinHandle<R> {
+    let stage = Arc::clone(stage);
+    thread::spawn(move || f(&stage))
 }
 
 fn left_behind(stage: &S) {
@@ -47,8 +55,8 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 fn at_most_one_head_and_every_hand_off_arrives() {
     model(|| {
         let stage = stage();
-        let heads: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-        let enter = move |token: u8| {
+        let heads = Arc::new(AtomicUsize::new(0));
+        let enter = |stage: &S, heads: &AtomicUsize, token: u8| {
             let mut t = stage.ticket(token).unwrap();
             let Entry::Head(g) = stage.enter(&mut t, None) else {
                 panic!("without notifications every waiter ends up heading")
@@ -57,12 +65,13 @@ fn at_most_one_head_and_every_hand_off_arrives() {
             heads.fetch_sub(1, Ordering::SeqCst);
             drop(g);
         };
-        let a = thread::spawn(move || enter(1));
-        let b = thread::spawn(move || enter(2));
-        enter(3);
+        let (ha, hb) = (Arc::clone(&heads), Arc::clone(&heads));
+        let a = spawn(&stage, move |stage| enter(stage, &ha, 1));
+        let b = spawn(&stage, move |stage| enter(stage, &hb, 2));
+        enter(&stage, &heads, 3);
         a.join().unwrap();
         b.join().unwrap();
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -74,7 +83,7 @@ fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
         let Entry::Head(head) = stage.enter(&mut h, None) else {
             panic!()
         };
-        let f = thread::spawn(move || {
+        let f = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             match stage.enter(&mut t, SOON) {
                 Entry::Head(g) => drop(g),
@@ -84,7 +93,7 @@ fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
         });
         // A follower without a time-out: if the headship were dropped with
         // the one that timed out, this one would never be promoted.
-        let patient = thread::spawn(move || {
+        let patient = spawn(&stage, move |stage| {
             let mut t = stage.ticket(2).unwrap();
             assert!(stage.enter(&mut t, None).is_head());
         });
@@ -94,7 +103,7 @@ fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
         // Not kept by anyone who left: the next entry heads at once.
         assert!(stage.enter(&mut h, SOON).is_head());
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -103,12 +112,11 @@ fn a_follower_notified_while_promoted_passes_the_headship_on() {
     model(|| {
         let stage = stage();
         let mut h = stage.ticket(0).unwrap();
-        let mut t1 = stage.ticket(1).unwrap();
-        let mut t2 = stage.ticket(2).unwrap();
         let Entry::Head(head) = stage.enter(&mut h, None) else {
             panic!()
         };
-        let notified = thread::spawn(move || {
+        let notified = spawn(&stage, move |stage| {
+            let mut t1 = stage.ticket(1).unwrap();
             loop {
                 match stage.enter(&mut t1, None) {
                     Entry::Notified => return,
@@ -122,18 +130,22 @@ fn a_follower_notified_while_promoted_passes_the_headship_on() {
                 }
             }
         });
-        let other = thread::spawn(move || {
+        let other = spawn(&stage, move |stage| {
+            let mut t2 = stage.ticket(2).unwrap();
             // Either promoted (forwarded or not) or it gives up.
             if let Entry::Head(g) = stage.enter(&mut t2, SOON) {
                 drop(g);
             }
         });
         drop(head);
-        assert_ne!(stage.notify(&1), NotifyOutcome::NoSuchToken);
+        // Retried until the ticket exists.
+        while stage.notify(&1) == NotifyOutcome::NoSuchToken {
+            thread::yield_now();
+        }
         notified.join().unwrap();
         other.join().unwrap();
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -142,16 +154,20 @@ fn a_notification_is_never_lost() {
     model(|| {
         let stage = stage();
         let mut h = stage.ticket(0).unwrap();
-        let mut t = stage.ticket(1).unwrap();
         let head = stage.enter(&mut h, None);
         assert!(head.is_head());
         // The head is held throughout: only the notification can end the
         // wait (or the waiter has not entered yet and finds it recorded).
-        let waiter = thread::spawn(move || {
+        let waiter = spawn(&stage, move |stage| {
+            let mut t = stage.ticket(1).unwrap();
             assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
         });
-        let notifier = thread::spawn(move || {
-            let outcome = stage.notify(&1);
+        let notifier = spawn(&stage, move |stage| {
+            let mut outcome = stage.notify(&1);
+            while outcome == NotifyOutcome::NoSuchToken {
+                thread::yield_now();
+                outcome = stage.notify(&1);
+            }
             assert!(matches!(
                 outcome,
                 NotifyOutcome::Woken | NotifyOutcome::Recorded
@@ -161,7 +177,7 @@ fn a_notification_is_never_lost() {
         waiter.join().unwrap();
         drop(head);
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -172,13 +188,14 @@ fn no_aba_when_a_token_is_registered_again() {
         let mut h = stage.ticket(0).unwrap();
         let head = stage.enter(&mut h, None);
         assert!(head.is_head());
-        let again: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        let owner = thread::spawn(move || {
+        let again = Arc::new(AtomicBool::new(false));
+        let again2 = Arc::clone(&again);
+        let owner = spawn(&stage, move |stage| {
             let mut t = stage.ticket(7).unwrap();
             assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
             drop(t);
             let mut t = stage.ticket(7).unwrap();
-            again.store(true, Ordering::SeqCst);
+            again2.store(true, Ordering::SeqCst);
             assert!(matches!(stage.enter(&mut t, None), Entry::Notified));
         });
         // First notification: retried until the first ticket exists.
@@ -193,7 +210,7 @@ fn no_aba_when_a_token_is_registered_again() {
         owner.join().unwrap();
         drop(head);
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -205,7 +222,7 @@ fn a_head_notifying_itself_is_recorded_while_a_follower_races_in() {
         let Entry::Head(head) = stage.enter(&mut h, None) else {
             panic!()
         };
-        let f = thread::spawn(move || {
+        let f = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             if let Entry::Head(g) = stage.enter(&mut t, None) {
                 drop(g);
@@ -216,7 +233,7 @@ fn a_head_notifying_itself_is_recorded_while_a_follower_races_in() {
         f.join().unwrap();
         assert!(matches!(stage.enter(&mut h, SOON), Entry::Notified));
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -230,7 +247,7 @@ fn close_wakes_every_waiter() {
         };
         let waiters: Vec<_> = (1..=2u8)
             .map(|i| {
-                thread::spawn(move || {
+                spawn(&stage, move |stage: &S| {
                     let mut t = stage.ticket(i).unwrap();
                     assert!(matches!(stage.enter(&mut t, None), Entry::Closed));
                 })
@@ -242,7 +259,7 @@ fn close_wakes_every_waiter() {
         }
         drop(head);
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }
 
@@ -256,7 +273,7 @@ fn a_cancelled_future_passes_its_promotion_on() {
         let Entry::Head(head) = stage.enter(&mut h, None) else {
             panic!()
         };
-        let task = thread::spawn(move || {
+        let task = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             let mut fut = stage.enter_async(&mut t);
             let mut cx = Context::from_waker(Waker::noop());
@@ -267,7 +284,7 @@ fn a_cancelled_future_passes_its_promotion_on() {
                 Poll::Ready(e) => assert!(e.is_head()),
             }
         });
-        let follower = thread::spawn(move || {
+        let follower = spawn(&stage, move |stage| {
             let mut t = stage.ticket(2).unwrap();
             // Without a time-out: a promotion kept by the cancelled future
             // would leave this thread parked forever.
@@ -277,6 +294,6 @@ fn a_cancelled_future_passes_its_promotion_on() {
         task.join().unwrap();
         follower.join().unwrap();
         drop(h);
-        left_behind(stage);
+        left_behind(&stage);
     });
 }

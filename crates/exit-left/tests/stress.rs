@@ -41,7 +41,10 @@ fn run(workers: usize, rounds: usize, notifiers: usize, sends: usize) {
     let deliver = |rng: &mut Rng, via: &dyn Fn(usize, Msg) -> bool| {
         let to = rng.below(workers as u64) as usize;
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        assert!(via(to, Msg { id, to }), "every worker's ticket lives until the end");
+        assert!(
+            via(to, Msg { id, to }),
+            "every worker's ticket lives until the end"
+        );
     };
     // Every ticket exists before the first delivery.
     let tickets: Vec<_> = (0..workers).map(|me| stage.ticket(me).unwrap()).collect();
@@ -126,7 +129,12 @@ fn run(workers: usize, rounds: usize, notifiers: usize, sends: usize) {
         }
     }
     let lost: Vec<usize> = (0..sent).filter(|&i| !seen[i]).collect();
-    assert!(lost.is_empty(), "lost {} of {sent}: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} of {sent}: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
     assert_eq!(stage.tickets(), 0);
     assert_eq!(stage.waiting(), 0);
     assert!(!stage.is_headed());
