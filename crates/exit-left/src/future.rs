@@ -76,8 +76,10 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
                         return Poll::Ready(entry);
                     }
                     if let Some(waker) = fresh.take() {
-                        st.table.enqueue(slot, waker);
+                        let stale = st.table.wait_with(slot, waker);
                         this.phase = Phase::Queued;
+                        drop(st);
+                        drop(stale);
                         return Poll::Pending;
                     }
                 }
@@ -85,7 +87,8 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
                     Wait::Resolved(r) => {
                         let r = *r;
                         this.phase = Phase::Done;
-                        let entry = stage.finish(st, slot, r, me);
+                        let entry = stage.finish(&mut st, slot, r, me);
+                        drop(st);
                         drop(fresh);
                         return Poll::Ready(entry);
                     }

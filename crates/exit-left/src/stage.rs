@@ -207,8 +207,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             return entry;
         }
         sync_core::with_thread_parker(|parker| {
-            st.table.enqueue(slot, parker.waker());
+            let stale = st.table.wait_with(slot, parker.waker());
             drop(st);
+            drop(stale);
             loop {
                 let woken = match deadline {
                     None => {
@@ -219,7 +220,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 };
                 let mut st = self.lock();
                 match st.table.slot(slot).wait {
-                    Wait::Resolved(r) => return self.finish(st, slot, r, me),
+                    Wait::Resolved(r) => return self.finish(&mut st, slot, r, me),
                     Wait::Queued { .. } if !woken => {
                         let waker = st.table.dequeue(slot, None);
                         st.counters.timeouts += 1;
@@ -338,6 +339,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 "exit_left: `enter` with the ticket that heads this stage; drop the `HeadGuard` first"
             );
         }
+        // A wait that a leaked (`mem::forget`) future left resolved: this
+        // entry takes its outcome over.
+        if let Wait::Resolved(r) = st.table.slot(slot).wait {
+            return Some(self.finish(st, slot, r, me));
+        }
         if st.closed {
             return Some(Entry::Closed);
         }
@@ -359,7 +365,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// Turns a resolution, read under the lock, into the `Entry` returned.
     pub(crate) fn finish(
         &self,
-        mut st: MutexGuard<'_, State<T, M>>,
+        st: &mut State<T, M>,
         slot: SlotId,
         r: Resolution,
         me: ThreadId,

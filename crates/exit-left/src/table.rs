@@ -190,6 +190,20 @@ impl<T: Hash + Eq, M> Table<T, M> {
         self.queued += 1;
     }
 
+    /// Makes an idle slot wait through `waker` (appended to the FIFO). A slot
+    /// that already waits (its earlier future was leaked with `mem::forget`)
+    /// keeps its place and gets the new waker; the old one is returned, to be
+    /// dropped after the lock.
+    pub(crate) fn wait_with(&mut self, id: SlotId, new: Waker) -> Option<Waker> {
+        match &mut self.slots[id].wait {
+            Wait::Queued { waker, .. } => Some(std::mem::replace(waker, new)),
+            _ => {
+                self.enqueue(id, new);
+                None
+            }
+        }
+    }
+
     /// Takes a queued slot out of the FIFO and marks it resolved (or idle,
     /// with `None`). Returns its waker, to be woken or dropped after the lock.
     pub(crate) fn dequeue(&mut self, id: SlotId, to: Option<Resolution>) -> Waker {

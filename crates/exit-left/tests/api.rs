@@ -393,3 +393,51 @@ fn recv_as_head_notices_close_and_its_own_mail_under_steady_traffic_for_others()
         );
     });
 }
+
+/// A future leaked with `mem::forget` ends its borrow of the ticket while
+/// its wait is still queued (or already resolved). The ticket's next entry
+/// takes that wait over: it keeps its FIFO place, or gets the outcome the
+/// leaked future never saw; the FIFO is never corrupted.
+#[test]
+fn an_entry_after_a_leaked_future_takes_its_wait_over() {
+    let _w = watchdog("an_entry_after_a_leaked_future_takes_its_wait_over");
+    let stage = Stage::new(());
+    let mut h = stage.ticket(0).unwrap();
+    let mut a = stage.ticket(1).unwrap();
+    let mut b = stage.ticket(2).unwrap();
+    let head = stage.enter(&mut h, None);
+    let task = HostileWaker::new(Misbehaviour::None);
+    // Queued, then leaked; b queues behind it.
+    let mut fut = stage.enter_async(&mut a);
+    assert!(poll_once(&mut fut, &task.waker()).is_pending());
+    std::mem::forget(fut);
+    let mut fb = stage.enter_async(&mut b);
+    assert!(poll_once(&mut fb, &task.waker()).is_pending());
+    assert_eq!(stage.waiting(), 2);
+    // Re-entering with a keeps a's place (first) rather than queueing twice.
+    thread::scope(|s| {
+        let ja = s.spawn(|| stage.enter(&mut a, LONG).is_head());
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(stage.waiting(), 2, "a is queued once");
+        drop(head);
+        assert!(ja.join().unwrap(), "a kept its place and was promoted");
+    });
+    assert!(matches!(
+        poll_once(&mut fb, &task.waker()),
+        Poll::Ready(Entry::Head(_))
+    ));
+    drop(fb);
+    // Resolved while leaked: a notification the leaked future never saw.
+    let head = stage.enter(&mut h, None);
+    let mut fut = stage.enter_async(&mut a);
+    assert!(poll_once(&mut fut, &task.waker()).is_pending());
+    std::mem::forget(fut);
+    assert_eq!(stage.notify(&1), NotifyOutcome::Woken);
+    thread::scope(|s| {
+        s.spawn(|| assert!(matches!(stage.enter(&mut a, LONG), Entry::Notified)));
+    });
+    assert_eq!(stage.waiting(), 0);
+    drop(head);
+    drop((a, b));
+    assert_eq!(stage.tickets(), 1);
+}
