@@ -260,14 +260,17 @@ impl Mode {
     }
 }
 
-/// One busy thread per core, spinning until dropped.
-struct Load {
+/// One busy thread per core, spinning until dropped: the load of a loaded
+/// round (see "Loaded" above). Public for suites that run their own rounds
+/// (`exit_left_udp`).
+pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Load {
-    fn start() -> Load {
+    /// Starts [`busy_threads`] busy threads and returns once all of them run.
+    pub fn start() -> Load {
         let n = busy_threads();
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(Barrier::new(n + 1));
@@ -297,7 +300,8 @@ impl Drop for Load {
     }
 }
 
-fn busy_threads() -> usize {
+/// How many busy threads a loaded round starts: one per core.
+pub fn busy_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

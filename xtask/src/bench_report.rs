@@ -34,13 +34,19 @@ pub fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&fragments).map_err(|e| e.to_string())?;
 
     // `-p multishot` selects every suite of that crate: `multishot`,
-    // `multishot_allocs`, `multishot_interleaved`, ...
+    // `multishot_allocs`, `multishot_interleaved`, ... Crate names may have
+    // `-` where target names have `_` (`-p exit-left`: `exit_left_udp`), so
+    // the two count as the same character.
     let targets = bench_targets(&root.join("benches/Cargo.toml"))?;
     let mut cargo_args = vec!["bench".to_string(), "-p".into(), "benches".into()];
     for p in &args.packages {
+        let crate_name = p.replace('-', "_");
         let mine: Vec<&String> = targets
             .iter()
-            .filter(|t| *t == p || t.starts_with(&format!("{p}_")))
+            .filter(|t| {
+                let t = t.replace('-', "_");
+                t == crate_name || t.starts_with(&format!("{crate_name}_"))
+            })
             .collect();
         if mine.is_empty() {
             return Err(format!(

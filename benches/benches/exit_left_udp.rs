@@ -1,0 +1,1198 @@
+//! `exit-left` on loopback UDP: N owner threads behind one server socket, one
+//! peer each, against the other ways to give every peer its own thread.
+//!
+//! # Workloads
+//!
+//! The client is the same code for every design: N client sockets ("peers"),
+//! each bound to `127.0.0.1:0` and `connect`ed to the server's address. A
+//! datagram is 16 bytes: the peer's index, a magic word and a sequence
+//! number; the client checks that every echo is byte for byte the datagram
+//! it sent (so its own, and the latest), and gives up with a panic if an
+//! echo takes more than [`ECHO_TIMEOUT`].
+//!
+//! - **one at a time**: one client thread sends from peer k, waits for the
+//!   echo on peer k's socket, then goes on to peer k + 1 (round robin). One
+//!   datagram is in flight, so every datagram wakes the owner of a peer
+//!   that has been idle for N - 1 round trips. This is where a broadcast
+//!   design wakes N threads for one datagram.
+//! - **all at once** (saturation): N client threads, one per peer, each
+//!   ping-pongs (send, wait for the echo, repeat) concurrently: N datagrams
+//!   in flight.
+//!
+//! Every run lasts `BENCH_RUN_MS` (default 150 ms) of client time after a
+//! warm-up pass of one datagram per peer, and does at most a fixed number
+//! of datagrams. N = 2, 8, 32.
+//!
+//! # Designs (the server side)
+//!
+//! Every owner thread echoes its own peer's datagrams, and only those.
+//!
+//! - **ours-blocking**: one unconnected socket in a
+//!   `Stage<SocketAddr, UdpSocket, Vec<u8>>` (with a mailbox); each owner
+//!   thread holds a ticket for its peer's address and loops on
+//!   `stage.recv(ticket, 1 s, read_one)`, where `read_one` is one
+//!   `recv_from` (the socket has a 5 ms read time-out so that the head
+//!   notices deadlines and `close`), then echoes with
+//!   `stage.resource().send_to`. `recv` keeps the headship while what the
+//!   head reads belongs to others (delivering each datagram to its owner's
+//!   mailbox: one wake-up) and hands it on only when it reads its own.
+//! - **ours-async**: the same stage type around a non-blocking tokio
+//!   `UdpSocket`, on one thread: a current-thread runtime and a `LocalSet`,
+//!   one `spawn_local` task per peer (the `HeadGuard` is `!Send`). A task
+//!   waits in `stage.enter_async(ticket)`; as head it awaits `recv_from`
+//!   in a loop, `deliver`s others' datagrams and keeps the headship until
+//!   its own arrives (the policy of `recv`); notified, it drains
+//!   `stage.try_recv`. Every task runs on one thread, so this row uses one
+//!   core for the whole server side.
+//! - **socket-per-thread**: one socket per owner thread, all bound to the
+//!   same port with `SO_REUSEPORT` and each `connect`ed to its peer, all
+//!   created before any peer sends; the kernel routes each datagram to its
+//!   owner's socket. No user-space routing at all: the floor.
+//! - **reader-thread**: a dedicated reader thread does `recv_from` and sends
+//!   each datagram over its owner's `std::sync::mpsc` channel; the owner
+//!   echoes. One more thread, and two wake-ups per datagram when traffic is
+//!   sparse (the reader's and the owner's).
+//! - **broadcast**: `Mutex<{HashMap<SocketAddr, VecDeque<Vec<u8>>>, reading:
+//!   bool}>` + `Condvar`. A thread that finds nothing in its own queue and
+//!   sees no reader becomes the reader: it calls `recv_from` without the
+//!   lock, and stores each datagram for someone else in that peer's queue
+//!   and `notify_all`s. It *keeps* the reader role while what it reads
+//!   belongs to others, and gives it up (`reading = false`, `notify_all`, so
+//!   that a waiter takes over) when it reads its own datagram: the well-
+//!   built variant, the same policy as ours (a reader that gives the role up
+//!   after every datagram would pay one more hand-over per datagram). The
+//!   one thing it cannot do is wake only the owner: every stored datagram
+//!   wakes every waiter.
+//!
+//! Stopping is outside the measurement and the same for every design: the
+//! design's own stop (a flag; `close` for ours; `notify_all` for broadcast),
+//! then one empty datagram from every peer, which wakes whoever sits in a
+//! blocking read. Empty datagrams are never echoed.
+//!
+//! # Counting context switches
+//!
+//! The operating system counts them (`getrusage`), not the designs:
+//!
+//! - **server cs / datagram**: every server thread of the design (owners,
+//!   the reader thread, the async runtime's thread) reads its own
+//!   `getrusage(RUSAGE_THREAD)` `ru_nvcsw + ru_nivcsw` when it starts and
+//!   when it ends, and counts the datagrams it echoed; the column is the sum
+//!   of the switches over the sum of the echoes. That window includes the
+//!   warm-up pass and each thread's start and stop (one or two switches per
+//!   thread: socket-per-thread, whose floor is exactly one, reads 1.02
+//!   voluntary switches per datagram at N = 32 one at a time in 50 ms runs).
+//!   The client's threads and the busy threads of loaded rounds are not in
+//!   it. The voluntary switches alone (the thread blocked) are shown in
+//!   brackets: the involuntary ones are preemptions, by the busy threads in
+//!   loaded rounds and by whatever else runs on the host.
+//! - **process cs / datagram**: `getrusage(RUSAGE_SELF)` over the timed
+//!   window, read by the client's driving thread, over the datagrams of the
+//!   window: server *and* client threads (the client's blocking receive is
+//!   one more switch per datagram for every design), and in loaded rounds
+//!   the busy threads' preemptions too.
+//!
+//! A thread that blocks and is woken is one voluntary switch. Per datagram
+//! one at a time, the floor is one (the owner, for socket-per-thread); a
+//! design that reads on one thread and hands over to the owner on another
+//! pays two (the reader's and the owner's: ours-blocking, reader-thread),
+//! unless the reader happens to be the owner (1 in N for ours); broadcast
+//! wakes every waiter, about N; ours-async runs every task on one thread
+//! and pays one (the runtime thread sleeping in `epoll_wait`).
+//!
+//! # Rounds and how to read the tables
+//!
+//! Interleaved rounds in one process (`benches::interleaved` says why): in
+//! every round each design runs once per (workload, N), the order of the
+//! designs rotated from round to round; quiet and loaded rounds alternate
+//! (loaded = one busy thread per core, [`benches::interleaved::Load`]).
+//! Default 5 quiet + 5 loaded rounds; `BENCH_ROUNDS` and `BENCH_RUN_MS`
+//! override. Per mode, each row is the median over rounds of datagrams/s,
+//! of p50 and p99 client round trip (each run keeps a bounded sample of
+//! per-datagram round trips, [`SAMPLE_CAP`]), and of switches per datagram,
+//! plus the median of per-round ratios *ours-blocking / this design*:
+//!
+//! - **throughput, ours / this**: above 1.00 ours-blocking moved more
+//!   datagrams per second than this design in the same round;
+//! - **server cs, ours / this**: below 1.00 ours-blocking made fewer
+//!   context switches per datagram.
+//!
+//! A median of per-round ratios is not the ratio of the medians: it
+//! compares the designs within one round, which is what to trust on a host
+//! whose speed drifts. After the two full tables, "Key figures" repeats the
+//! one-at-a-time switches per datagram of every design and the saturated
+//! throughput ratios, one column per (mode, N).
+//!
+//! `--test` (`cargo bench -p benches -- --test`) is the smoke test: one
+//! quiet round, each design once per (workload, N), a few dozen datagrams
+//! each, every echo checked, and the echo count of the server checked
+//! against what the client sent. Writes
+//! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
+
+use benches::interleaved::{Load, Settings, busy_threads};
+use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Owner threads (and peers) per run.
+const NS: [usize; 3] = [2, 8, 32];
+/// The longest a client waits for one echo before it declares the datagram
+/// lost (a failure of the design, not a slow run).
+const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a design may take to start or to stop.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many per-datagram round trips a run keeps (a ring: the latest).
+const SAMPLE_CAP: usize = 1 << 16;
+/// Read time-out of a socket whose reader must notice deadlines (ours'
+/// head: `recv`'s `read_one` must return in bounded time).
+const HEAD_READ_TIMEOUT: Duration = Duration::from_millis(5);
+/// Read time-out of the other designs' blocking sockets: only a safety net,
+/// since stopping sends every blocked reader a datagram. Long, so that an
+/// idle owner is not woken by it (which would count as a switch).
+const SAFETY_READ_TIMEOUT: Duration = Duration::from_secs(1);
+const MAGIC: u32 = 0x00e1_1e7f;
+
+// ---------------------------------------------------------------- counters
+
+/// Context switches counted by the kernel: voluntary (the thread blocked)
+/// and involuntary (it was preempted).
+#[derive(Clone, Copy, Default)]
+struct Switches {
+    voluntary: u64,
+    involuntary: u64,
+}
+
+impl Switches {
+    fn total(self) -> u64 {
+        self.voluntary + self.involuntary
+    }
+}
+
+impl std::ops::Sub for Switches {
+    type Output = Switches;
+    fn sub(self, earlier: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary - earlier.voluntary,
+            involuntary: self.involuntary - earlier.involuntary,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Switches {
+    fn add_assign(&mut self, other: Switches) {
+        self.voluntary += other.voluntary;
+        self.involuntary += other.involuntary;
+    }
+}
+
+fn rusage(who: libc::c_int) -> Switches {
+    // SAFETY: `rusage` is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; the call only writes it.
+    let rc = unsafe { libc::getrusage(who, &mut ru) };
+    assert_eq!(rc, 0, "getrusage failed: {}", io::Error::last_os_error());
+    Switches {
+        voluntary: ru.ru_nvcsw as u64,
+        involuntary: ru.ru_nivcsw as u64,
+    }
+}
+
+/// The calling thread's context switches so far.
+fn thread_switches() -> Switches {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+/// The whole process's context switches so far.
+fn process_switches() -> Switches {
+    rusage(libc::RUSAGE_SELF)
+}
+
+// ------------------------------------------------------- the server, shared
+
+/// What one server thread reports when it ends.
+struct Report {
+    switches: Switches,
+    echoed: u64,
+}
+
+/// A running design: its address, how to stop it, and its threads.
+struct Server {
+    addr: SocketAddr,
+    stop: Box<dyn FnOnce()>,
+    reports: mpsc::Receiver<Report>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts a design's threads: each reads its own switch counter first,
+/// signals when it is ready to serve, and reports its switches and echoes
+/// when it ends.
+struct ServerBuilder {
+    reports_tx: mpsc::Sender<Report>,
+    reports: mpsc::Receiver<Report>,
+    ready_tx: mpsc::Sender<()>,
+    ready: mpsc::Receiver<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerBuilder {
+    fn new() -> Self {
+        let (reports_tx, reports) = mpsc::channel();
+        let (ready_tx, ready) = mpsc::channel();
+        ServerBuilder {
+            reports_tx,
+            reports,
+            ready_tx,
+            ready,
+            threads: Vec::new(),
+        }
+    }
+
+    /// `body(ready)` serves until stopped and returns how many datagrams it
+    /// echoed; it calls `ready()` once it can serve.
+    fn spawn(&mut self, body: impl FnOnce(&dyn Fn()) -> u64 + Send + 'static) {
+        let reports = self.reports_tx.clone();
+        let ready = self.ready_tx.clone();
+        let t = thread::Builder::new()
+            .name("server".into())
+            .spawn(move || {
+                let switches = thread_switches();
+                let echoed = body(&|| ready.send(()).unwrap());
+                let _ = reports.send(Report {
+                    switches: thread_switches() - switches,
+                    echoed,
+                });
+            })
+            .expect("spawning a server thread");
+        self.threads.push(t);
+    }
+
+    /// Waits until every thread is ready.
+    fn finish(self, addr: SocketAddr, stop: impl FnOnce() + 'static) -> Server {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        for _ in 0..self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.ready
+                .recv_timeout(left)
+                .expect("a server thread did not get ready in time");
+        }
+        Server {
+            addr,
+            stop: Box::new(stop),
+            reports: self.reports,
+            threads: self.threads,
+        }
+    }
+}
+
+impl Server {
+    /// Stops the design (its own stop, then an empty datagram from every
+    /// peer) and returns its threads' switches and echoes, added up.
+    fn shut_down(self, peers: &Peers) -> Report {
+        (self.stop)();
+        for s in &peers.socks {
+            s.send(&[]).expect("sending the stop datagram");
+        }
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let mut total = Report {
+            switches: Switches::default(),
+            echoed: 0,
+        };
+        for _ in 0..self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self
+                .reports
+                .recv_timeout(left)
+                .expect("a server thread did not stop in time");
+            total.switches += r.switches;
+            total.echoed += r.echoed;
+        }
+        for t in self.threads {
+            t.join().expect("a server thread panicked");
+        }
+        total
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn loopback_socket(read_timeout: Duration) -> UdpSocket {
+    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding 127.0.0.1:0");
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s
+}
+
+// ------------------------------------------------------------ ours-blocking
+
+type OurStage<R> = Stage<SocketAddr, R, Vec<u8>>;
+
+fn read_one(s: &UdpSocket) -> io::Result<Option<(SocketAddr, Vec<u8>)>> {
+    let mut buf = [0u8; 64];
+    match s.recv_from(&mut buf) {
+        Ok((n, from)) => Ok(Some((from, buf[..n].to_vec()))),
+        Err(e) if is_timeout(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn ours_blocking(peers: &[SocketAddr]) -> Server {
+    let sock = loopback_socket(HEAD_READ_TIMEOUT);
+    let addr = sock.local_addr().unwrap();
+    let stage: Arc<OurStage<UdpSocket>> = Arc::new(Stage::with_mailbox(sock));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut b = ServerBuilder::new();
+    for &peer in peers {
+        let (stage, stop) = (Arc::clone(&stage), Arc::clone(&stop));
+        b.spawn(move |ready| {
+            let mut ticket = stage.ticket(peer).expect("one ticket per peer");
+            ready();
+            let mut echoed = 0;
+            loop {
+                match stage.recv(&mut ticket, Some(Duration::from_secs(1)), read_one) {
+                    Ok(m) if m.is_empty() => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Ok(m) => {
+                        stage.resource().send_to(&m, peer).expect("echo");
+                        echoed += 1;
+                    }
+                    Err(RecvError::TimedOut) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Read(e)) => panic!("ours-blocking: recv_from failed: {e}"),
+                }
+            }
+            echoed
+        });
+    }
+    b.finish(addr, move || {
+        stop.store(true, Ordering::Relaxed);
+        stage.close();
+    })
+}
+
+// --------------------------------------------------------------- ours-async
+
+/// One peer's task: wait on the stage; as head read and route until this
+/// peer's own datagram arrives; echo.
+async fn ours_async_task(
+    stage: Arc<OurStage<tokio::net::UdpSocket>>,
+    peer: SocketAddr,
+    echoed: Rc<Cell<u64>>,
+) {
+    let mut ticket = stage.ticket(peer).expect("one ticket per peer");
+    let mut buf = [0u8; 64];
+    loop {
+        while let Some(m) = stage.try_recv(&mut ticket) {
+            if !m.is_empty() {
+                stage.resource().send_to(&m, peer).await.expect("echo");
+                echoed.set(echoed.get() + 1);
+            }
+        }
+        let own = match stage.enter_async(&mut ticket).await {
+            Entry::Notified => continue,
+            Entry::Closed => return,
+            Entry::TimedOut => unreachable!("enter_async has no time-out"),
+            Entry::Head(head) => loop {
+                // Delivered by someone else meanwhile (not in this bench,
+                // but this is `recv`'s loop).
+                if let Some(m) = head.try_recv_own() {
+                    break m;
+                }
+                let (n, from) = head
+                    .resource()
+                    .recv_from(&mut buf)
+                    .await
+                    .expect("ours-async: recv_from failed");
+                if n == 0 && stage.is_closed() {
+                    return; // dropping `head` hands the headship on
+                }
+                // Someone else's: delivered (one wake-up), read on.
+                // A stranger's: dropped.
+                if let Ok(NotifyOutcome::OwnToken) = head.deliver(&from, buf[..n].to_vec()) {
+                    break head.try_recv_own().expect("the head's own datagram");
+                }
+            },
+        };
+        // The headship went on when `head` was dropped at the loop's end.
+        if !own.is_empty() {
+            stage.resource().send_to(&own, peer).await.expect("echo");
+            echoed.set(echoed.get() + 1);
+        }
+    }
+}
+
+fn ours_async(peers: &[SocketAddr]) -> Server {
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let peers = peers.to_vec();
+    let (stage_tx, stage_rx) = mpsc::channel();
+    let mut b = ServerBuilder::new();
+    b.spawn(move |ready| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let sock = {
+            let _in_rt = rt.enter();
+            tokio::net::UdpSocket::from_std(sock).unwrap()
+        };
+        let stage: Arc<OurStage<tokio::net::UdpSocket>> = Arc::new(Stage::with_mailbox(sock));
+        let echoed = Rc::new(Cell::new(0));
+        let local = tokio::task::LocalSet::new();
+        let tasks: Vec<_> = peers
+            .iter()
+            .map(|&p| local.spawn_local(ours_async_task(Arc::clone(&stage), p, Rc::clone(&echoed))))
+            .collect();
+        local.block_on(&rt, async {
+            // Every task has its ticket before the client sends.
+            let mut yields = 0;
+            while stage.tickets() < peers.len() {
+                yields += 1;
+                assert!(yields < 1_000_000, "ours-async: the tasks did not start");
+                tokio::task::yield_now().await;
+            }
+            stage_tx.send(Arc::clone(&stage)).unwrap();
+            ready();
+            for t in tasks {
+                t.await.expect("an ours-async task panicked");
+            }
+        });
+        echoed.get()
+    });
+    let stage = stage_rx
+        .recv_timeout(SETUP_TIMEOUT)
+        .expect("ours-async did not start");
+    // Once called, the closure (and its `Arc`) is dropped before the server
+    // thread ends, so the socket goes with the runtime it is registered in.
+    b.finish(addr, move || stage.close())
+}
+
+// -------------------------------------------------------- socket-per-thread
+
+/// A UDP socket with `SO_REUSEPORT`, bound to `127.0.0.1:port`.
+fn reuseport_socket(port: u16) -> io::Result<UdpSocket> {
+    // SAFETY: `socket` takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by `socket` and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let one: libc::c_int = 1;
+    // SAFETY: `raw` is an open socket; the option value points to a c_int
+    // that lives across the call, and the length says so.
+    let rc = unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `raw` is an open socket; `sin` is a valid sockaddr_in that
+    // lives across the call, and the length is its size.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            (&sin as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UdpSocket::from(fd))
+}
+
+fn socket_per_thread(peers: &[SocketAddr]) -> Server {
+    // Every socket bound and connected before any peer sends: the kernel
+    // picks the connected socket only if it exists when the datagram comes.
+    let first = reuseport_socket(0).expect("SO_REUSEPORT socket");
+    let addr = first.local_addr().unwrap();
+    let mut socks = vec![first];
+    for _ in 1..peers.len() {
+        socks.push(reuseport_socket(addr.port()).expect("SO_REUSEPORT socket on the same port"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut b = ServerBuilder::new();
+    for (sock, &peer) in socks.into_iter().zip(peers) {
+        sock.connect(peer).unwrap();
+        sock.set_read_timeout(Some(SAFETY_READ_TIMEOUT)).unwrap();
+        let stop = Arc::clone(&stop);
+        b.spawn(move |ready| {
+            ready();
+            let mut buf = [0u8; 64];
+            let mut echoed = 0;
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(0) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Ok(n) => {
+                        sock.send(&buf[..n]).expect("echo");
+                        echoed += 1;
+                    }
+                    Err(e) if is_timeout(&e) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("socket-per-thread: recv failed: {e}"),
+                }
+            }
+            echoed
+        });
+    }
+    b.finish(addr, move || stop.store(true, Ordering::Relaxed))
+}
+
+// ------------------------------------------------------------ reader-thread
+
+fn reader_thread(peers: &[SocketAddr]) -> Server {
+    let sock = Arc::new(loopback_socket(SAFETY_READ_TIMEOUT));
+    let addr = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut b = ServerBuilder::new();
+    let mut routes = HashMap::new();
+    for &peer in peers {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        routes.insert(peer, tx);
+        let sock = Arc::clone(&sock);
+        b.spawn(move |ready| {
+            ready();
+            let mut echoed = 0;
+            // Ends when the reader drops the senders.
+            while let Ok(m) = rx.recv() {
+                sock.send_to(&m, peer).expect("echo");
+                echoed += 1;
+            }
+            echoed
+        });
+    }
+    let stop2 = Arc::clone(&stop);
+    b.spawn(move |ready| {
+        ready();
+        let mut buf = [0u8; 64];
+        loop {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) if n > 0 => {
+                    if let Some(tx) = routes.get(&from) {
+                        tx.send(buf[..n].to_vec()).unwrap();
+                    }
+                }
+                Ok(_) => {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err(e) => panic!("reader-thread: recv_from failed: {e}"),
+            }
+        }
+        0
+    });
+    b.finish(addr, move || stop.store(true, Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------- broadcast
+
+struct Broadcast {
+    state: Mutex<BroadcastState>,
+    changed: Condvar,
+    sock: UdpSocket,
+}
+
+struct BroadcastState {
+    queues: HashMap<SocketAddr, VecDeque<Vec<u8>>>,
+    reading: bool,
+    stop: bool,
+}
+
+impl Broadcast {
+    /// `me`'s next datagram, or `None` once stopped.
+    fn next(&self, me: SocketAddr) -> Option<Vec<u8>> {
+        let mut st = self.state.lock().unwrap();
+        loop {
+            if let Some(m) = st.queues.get_mut(&me).unwrap().pop_front() {
+                return Some(m);
+            }
+            if st.stop {
+                return None;
+            }
+            if st.reading {
+                st = self
+                    .changed
+                    .wait_timeout(st, SAFETY_READ_TIMEOUT)
+                    .unwrap()
+                    .0;
+                continue;
+            }
+            st.reading = true;
+            drop(st);
+            let got = self.read_until_own(me);
+            st = self.state.lock().unwrap();
+            st.reading = false;
+            drop(st);
+            // Someone else takes over the reading.
+            self.changed.notify_all();
+            if got.is_some() {
+                return got;
+            }
+            st = self.state.lock().unwrap();
+        }
+    }
+
+    /// As the reader: reads and stores others' datagrams (waking every
+    /// waiter each time) until `me`'s own arrives, or a time-out or an empty
+    /// datagram finds the design stopped (`None`).
+    fn read_until_own(&self, me: SocketAddr) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) if n > 0 => {
+                    if from == me {
+                        return Some(buf[..n].to_vec());
+                    }
+                    let mut st = self.state.lock().unwrap();
+                    if let Some(q) = st.queues.get_mut(&from) {
+                        q.push_back(buf[..n].to_vec());
+                    }
+                    drop(st);
+                    self.changed.notify_all();
+                }
+                Ok(_) => {
+                    if self.state.lock().unwrap().stop {
+                        return None;
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    if self.state.lock().unwrap().stop {
+                        return None;
+                    }
+                }
+                Err(e) => panic!("broadcast: recv_from failed: {e}"),
+            }
+        }
+    }
+}
+
+fn broadcast(peers: &[SocketAddr]) -> Server {
+    let sock = loopback_socket(SAFETY_READ_TIMEOUT);
+    let addr = sock.local_addr().unwrap();
+    let shared = Arc::new(Broadcast {
+        state: Mutex::new(BroadcastState {
+            queues: peers.iter().map(|&p| (p, VecDeque::new())).collect(),
+            reading: false,
+            stop: false,
+        }),
+        changed: Condvar::new(),
+        sock,
+    });
+    let mut b = ServerBuilder::new();
+    for &peer in peers {
+        let shared = Arc::clone(&shared);
+        b.spawn(move |ready| {
+            ready();
+            let mut echoed = 0;
+            while let Some(m) = shared.next(peer) {
+                shared.sock.send_to(&m, peer).expect("echo");
+                echoed += 1;
+            }
+            echoed
+        });
+    }
+    b.finish(addr, move || {
+        shared.state.lock().unwrap().stop = true;
+        shared.changed.notify_all();
+    })
+}
+
+// ------------------------------------------------------------------- client
+
+/// The client's sockets, one per peer.
+struct Peers {
+    socks: Vec<UdpSocket>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Peers {
+    fn bind(n: usize) -> Peers {
+        let socks: Vec<UdpSocket> = (0..n).map(|_| loopback_socket(ECHO_TIMEOUT)).collect();
+        let addrs = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+        Peers { socks, addrs }
+    }
+
+    fn connect(&self, server: SocketAddr) {
+        for s in &self.socks {
+            s.connect(server).unwrap();
+        }
+    }
+}
+
+/// A bounded sample of round trips, in nanoseconds: the latest
+/// `cap` of them.
+struct Sample {
+    v: Vec<u64>,
+    cap: usize,
+    seen: usize,
+}
+
+impl Sample {
+    fn new(cap: usize) -> Sample {
+        Sample {
+            v: Vec::with_capacity(cap.min(4096)),
+            cap: cap.max(1),
+            seen: 0,
+        }
+    }
+    fn push(&mut self, ns: u64) {
+        if self.v.len() < self.cap {
+            self.v.push(ns);
+        } else {
+            self.v[self.seen % self.cap] = ns;
+        }
+        self.seen += 1;
+    }
+}
+
+/// One datagram from peer `k` of `design`, echo checked; the round trip.
+fn ping(design: &str, sock: &UdpSocket, k: usize, seq: u64) -> Duration {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&(k as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&MAGIC.to_le_bytes());
+    out[8..].copy_from_slice(&seq.to_le_bytes());
+    let start = Instant::now();
+    sock.send(&out).expect("client send");
+    let mut back = [0u8; 64];
+    let n = match sock.recv(&mut back) {
+        Ok(n) => n,
+        Err(e) if is_timeout(&e) => {
+            panic!("{design}: no echo of datagram {seq} of peer {k} within {ECHO_TIMEOUT:?}")
+        }
+        Err(e) => panic!("client recv: {e}"),
+    };
+    let rtt = start.elapsed();
+    assert_eq!(
+        &back[..n],
+        &out[..],
+        "{design}: peer {k} got an echo that is not its datagram {seq}"
+    );
+    rtt
+}
+
+/// What the client measured in the timed window.
+struct ClientRun {
+    datagrams: u64,
+    wall: Duration,
+    process_switches: Switches,
+    rtts: Vec<u64>,
+}
+
+fn one_at_a_time(design: &str, peers: &Peers, max: u64, run_time: Duration) -> ClientRun {
+    let n = peers.socks.len();
+    let mut sample = Sample::new(SAMPLE_CAP);
+    let switches = process_switches();
+    let start = Instant::now();
+    let deadline = start + run_time;
+    let mut done = 0;
+    while done < max {
+        let rtt = ping(
+            design,
+            &peers.socks[done as usize % n],
+            done as usize % n,
+            done,
+        );
+        sample.push(rtt.as_nanos() as u64);
+        done += 1;
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    ClientRun {
+        datagrams: done,
+        wall: start.elapsed(),
+        process_switches: process_switches() - switches,
+        rtts: sample.v,
+    }
+}
+
+fn all_at_once(design: &str, peers: &Peers, max: u64, run_time: Duration) -> ClientRun {
+    let n = peers.socks.len();
+    let per_peer = max.div_ceil(n as u64);
+    let go = Barrier::new(n + 1);
+    let deadline_shared = Mutex::new(None::<Instant>);
+    thread::scope(|s| {
+        let threads: Vec<_> = peers
+            .socks
+            .iter()
+            .enumerate()
+            .map(|(k, sock)| {
+                let (go, deadline_shared) = (&go, &deadline_shared);
+                s.spawn(move || {
+                    let mut sample = Sample::new(SAMPLE_CAP / n);
+                    go.wait();
+                    let deadline = deadline_shared.lock().unwrap().expect("set before `go`");
+                    let mut done = 0;
+                    while done < per_peer {
+                        let rtt = ping(design, sock, k, done);
+                        sample.push(rtt.as_nanos() as u64);
+                        done += 1;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                    (done, sample.v)
+                })
+            })
+            .collect();
+        let switches = process_switches();
+        let start = Instant::now();
+        *deadline_shared.lock().unwrap() = Some(start + run_time);
+        go.wait();
+        let mut datagrams = 0;
+        let mut rtts = Vec::new();
+        for t in threads {
+            let (done, v) = t.join().expect("a client thread panicked");
+            datagrams += done;
+            rtts.extend(v);
+        }
+        ClientRun {
+            datagrams,
+            wall: start.elapsed(),
+            process_switches: process_switches() - switches,
+            rtts,
+        }
+    })
+}
+
+// ------------------------------------------------------------------ one run
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    OneAtATime,
+    AllAtOnce,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::OneAtATime => "one at a time",
+            Workload::AllAtOnce => "all at once",
+        }
+    }
+}
+
+struct Design {
+    name: &'static str,
+    start: fn(&[SocketAddr]) -> Server,
+}
+
+const DESIGNS: [Design; 5] = [
+    Design {
+        name: "ours-blocking",
+        start: ours_blocking,
+    },
+    Design {
+        name: "ours-async",
+        start: ours_async,
+    },
+    Design {
+        name: "socket-per-thread",
+        start: socket_per_thread,
+    },
+    Design {
+        name: "reader-thread",
+        start: reader_thread,
+    },
+    Design {
+        name: "broadcast",
+        start: broadcast,
+    },
+];
+
+/// What one run of one design measured.
+#[derive(Clone, Copy, Debug)]
+struct RunStats {
+    per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    server_cs: f64,
+    server_vcs: f64,
+    process_cs: f64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn run_once(
+    design: &Design,
+    workload: Workload,
+    n: usize,
+    max: u64,
+    run_time: Duration,
+) -> RunStats {
+    let peers = Peers::bind(n);
+    let server = (design.start)(&peers.addrs);
+    peers.connect(server.addr);
+    // Warm-up, untimed: one datagram per peer (every owner has served once).
+    for (k, s) in peers.socks.iter().enumerate() {
+        ping(design.name, s, k, u64::MAX - k as u64);
+    }
+    let got = match workload {
+        Workload::OneAtATime => one_at_a_time(design.name, &peers, max, run_time),
+        Workload::AllAtOnce => all_at_once(design.name, &peers, max, run_time),
+    };
+    let server = server.shut_down(&peers);
+    let sent = got.datagrams + n as u64;
+    assert_eq!(
+        server.echoed, sent,
+        "{}: the server echoed {} datagrams, the client sent {sent}",
+        design.name, server.echoed
+    );
+    let mut rtts = got.rtts;
+    rtts.sort_unstable();
+    RunStats {
+        per_sec: got.datagrams as f64 / got.wall.as_secs_f64(),
+        p50_us: percentile(&rtts, 0.50),
+        p99_us: percentile(&rtts, 0.99),
+        server_cs: server.switches.total() as f64 / server.echoed as f64,
+        server_vcs: server.switches.voluntary as f64 / server.echoed as f64,
+        process_cs: got.process_switches.total() as f64 / got.datagrams as f64,
+    }
+}
+
+// --------------------------------------------------------- rounds and table
+
+fn median(v: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const MODES: [&str; 2] = ["quiet", "loaded"];
+
+fn main() {
+    // 5 quiet + 5 loaded rounds x 6 cells x 5 designs x ~0.16 s, plus a
+    // warm-up: about a minute.
+    let mut settings = Settings::from_env(5, 150);
+    let modes = if settings.smoke { 1 } else { 2 };
+    if settings.smoke {
+        settings.max_trips = 40;
+    }
+    let cells: Vec<(Workload, usize)> = [Workload::OneAtATime, Workload::AllAtOnce]
+        .into_iter()
+        .flat_map(|w| NS.map(|n| (w, n)))
+        .collect();
+    let d = DESIGNS.len();
+    let run = |design: &Design, (w, n): (Workload, usize), run_time| {
+        run_once(design, w, n, settings.max_trips, run_time)
+    };
+
+    if !settings.smoke {
+        for mode in 0..modes {
+            let _load = (mode == 1).then(Load::start);
+            for &cell in &cells {
+                for design in &DESIGNS {
+                    run(design, cell, settings.run_time / 3);
+                }
+            }
+        }
+    }
+
+    // results[mode][cell][design][round]
+    let mut results = vec![vec![vec![Vec::<RunStats>::new(); d]; cells.len()]; modes];
+    let started = Instant::now();
+    for round in 0..settings.rounds {
+        for (mode, per_mode) in results.iter_mut().enumerate() {
+            let _load = (mode == 1).then(Load::start);
+            for (c, &cell) in cells.iter().enumerate() {
+                for k in 0..d {
+                    let i = (round + k) % d;
+                    per_mode[c][i].push(run(&DESIGNS[i], cell, settings.run_time));
+                }
+            }
+        }
+        let mut line = format!(
+            "exit_left_udp: round {}/{} ({:.0?}), datagrams/s (server cs / datagram):",
+            round + 1,
+            settings.rounds,
+            started.elapsed()
+        );
+        for (mode, per_mode) in results.iter().enumerate() {
+            for (c, &(w, n)) in cells.iter().enumerate() {
+                line += &format!("\n  {:6} {:13} N={n:2}:", MODES[mode], w.name());
+                for (i, design) in DESIGNS.iter().enumerate() {
+                    let r = per_mode[c][i].last().unwrap();
+                    line += &format!(" {} {:.0} ({:.2});", design.name, r.per_sec, r.server_cs);
+                }
+            }
+        }
+        eprintln!("{line}");
+    }
+
+    if settings.smoke {
+        eprintln!(
+            "exit_left_udp: smoke test passed ({} designs x {} cells, every datagram echoed)",
+            d,
+            cells.len()
+        );
+        return;
+    }
+
+    let md = report(&settings, &cells, &results);
+    println!("{md}");
+    std::fs::write(benches::report_fragment_path("exit_left_udp"), md).unwrap();
+}
+
+/// `results[mode][cell][design][round]` as Markdown: the full table per
+/// mode, then the key figures.
+fn report(
+    settings: &Settings,
+    cells: &[(Workload, usize)],
+    results: &[Vec<Vec<Vec<RunStats>>>],
+) -> String {
+    let mut md = String::from("## exit-left: N owners behind one UDP socket (loopback)\n\n");
+    md += &format!(
+        "{r} quiet and {r} loaded rounds, alternating; in every round each design runs once per \
+         (workload, N), order rotated; {ms} ms per run. Loaded: {busy} busy threads (one per \
+         core). *one at a time*: one client thread, one datagram in flight, peers in turn; *all \
+         at once*: N client threads ping-pong concurrently. Round trips are the client's, per \
+         datagram. **server cs**: context switches counted by the kernel \
+         (`getrusage(RUSAGE_THREAD)`, voluntary + involuntary; voluntary alone in brackets) of \
+         the design's own threads, per datagram echoed; **process cs**: `getrusage(RUSAGE_SELF)` \
+         over the timed window per datagram (client threads too, and in loaded rounds the busy \
+         threads). Ratios are medians of per-round ratios **ours-blocking / this design**: \
+         throughput above 1.00 = ours-blocking faster; server cs below 1.00 = ours-blocking \
+         switches less. Every other figure is a median over rounds. The module documentation of \
+         `benches/benches/exit_left_udp.rs` describes the designs.\n\n",
+        r = settings.rounds,
+        ms = settings.run_time.as_millis(),
+        busy = busy_threads(),
+    );
+    let cs_ratio = |ours: &[RunStats], this: &[RunStats]| {
+        median(
+            ours.iter()
+                .zip(this)
+                .map(|(o, t)| o.server_cs / t.server_cs.max(1e-9)),
+        )
+    };
+    let thr_ratios = |ours: &[RunStats], this: &[RunStats]| -> Vec<f64> {
+        ours.iter()
+            .zip(this)
+            .map(|(o, t)| o.per_sec / t.per_sec)
+            .collect()
+    };
+    for (mode, per_mode) in results.iter().enumerate() {
+        md += &format!(
+            "### {}\n\n| workload | N | design | datagrams/s | throughput ours / this (>1: ours \
+             faster) | (min - max) | p50 µs | p99 µs | server cs / dgram (voluntary) | process \
+             cs / dgram | server cs ours / this (<1: ours fewer) |\n\
+             |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            MODES[mode]
+        );
+        for (c, &(w, n)) in cells.iter().enumerate() {
+            let ours = &per_mode[c][0];
+            for (i, design) in DESIGNS.iter().enumerate() {
+                let this = &per_mode[c][i];
+                let thr = thr_ratios(ours, this);
+                let lo = thr.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = thr.iter().copied().fold(0.0, f64::max);
+                md += &format!(
+                    "| {} | {n} | {} | {:.0} | {:.2} | ({lo:.2} - {hi:.2}) | {:.1} | {:.1} \
+                     | {:.2} ({:.2}) | {:.2} | {:.2} |\n",
+                    w.name(),
+                    design.name,
+                    median(this.iter().map(|r| r.per_sec)),
+                    median(thr.iter().copied()),
+                    median(this.iter().map(|r| r.p50_us)),
+                    median(this.iter().map(|r| r.p99_us)),
+                    median(this.iter().map(|r| r.server_cs)),
+                    median(this.iter().map(|r| r.server_vcs)),
+                    median(this.iter().map(|r| r.process_cs)),
+                    cs_ratio(ours, this),
+                );
+            }
+        }
+        md.push('\n');
+    }
+
+    // Key figures: one column per (mode, N).
+    let cols: Vec<(usize, usize)> = (0..results.len())
+        .flat_map(|m| NS.map(|n| (m, n)))
+        .collect();
+    let header = |first: &str| {
+        let mut h = format!("| {first} |");
+        for &(m, n) in &cols {
+            h += &format!(" {} N={n} |", MODES[m]);
+        }
+        h += "\n|---|";
+        h += &"---:|".repeat(cols.len());
+        h + "\n"
+    };
+    let cell_of = |w: Workload, n: usize| cells.iter().position(|&c| c == (w, n)).unwrap();
+    md += "### Key figures\n\nOne at a time, server context switches per datagram, total \
+           (voluntary):\n\n";
+    md += &header("design");
+    for (i, design) in DESIGNS.iter().enumerate() {
+        md += &format!("| {} |", design.name);
+        for &(m, n) in &cols {
+            let runs = &results[m][cell_of(Workload::OneAtATime, n)][i];
+            md += &format!(
+                " {:.2} ({:.2}) |",
+                median(runs.iter().map(|r| r.server_cs)),
+                median(runs.iter().map(|r| r.server_vcs))
+            );
+        }
+        md.push('\n');
+    }
+    md += "\nAll at once (saturation), throughput: median of per-round ratios ours-blocking / \
+           this (above 1.00: ours-blocking faster):\n\n";
+    md += &header("ours-blocking / ...");
+    for (i, design) in DESIGNS.iter().enumerate().skip(1) {
+        md += &format!("| {} |", design.name);
+        for &(m, n) in &cols {
+            let per_cell = &results[m][cell_of(Workload::AllAtOnce, n)];
+            md += &format!(" {:.2} |", median(thr_ratios(&per_cell[0], &per_cell[i])));
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}
