@@ -77,8 +77,10 @@
 //! A head that reads one item and hands the headship straight on pays two
 //! wake-ups per item. Keep the headship while what you read belongs to
 //! others, deliver it, and hand off only when you have your own item (or at
-//! your deadline). [`Stage::recv`] does exactly that; see the `mailbox`
-//! notes there.
+//! your deadline). [`Stage::recv`] does exactly that. Under saturated
+//! traffic, [`Stage::serve`] keeps the headship even across the head's own
+//! messages (it handles them in place between reads), so the resource is
+//! never left unread while a promoted follower wakes up.
 //!
 //! # Guarantees
 //!

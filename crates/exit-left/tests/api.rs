@@ -441,3 +441,91 @@ fn an_entry_after_a_leaked_future_takes_its_wait_over() {
     drop((a, b));
     assert_eq!(stage.tickets(), 1);
 }
+
+type Items = std::sync::Mutex<Vec<(u32, u32)>>;
+
+fn items(list: &[(u32, u32)]) -> Items {
+    std::sync::Mutex::new(list.iter().rev().copied().collect())
+}
+
+fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
+    Ok(r.lock().unwrap().pop())
+}
+
+#[test]
+fn serve_handles_its_own_messages_in_place_and_keeps_the_headship() {
+    let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&[
+        (1, 10),
+        (2, 20),
+        (1, 11),
+        (2, 21),
+        (1, 12),
+        (1, 13),
+    ]));
+    let mut t1 = stage.ticket(1).unwrap();
+    let mut t2 = stage.ticket(2).unwrap();
+    let mut mine = Vec::new();
+    let out = stage.serve(&mut t1, LONG, read, |m| {
+        assert!(stage.is_headed(), "handled while still heading");
+        mine.push(m);
+        if mine.len() == 3 {
+            std::ops::ControlFlow::Break("enough")
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    assert_eq!(out, Ok("enough"));
+    assert_eq!(mine, [10, 11, 12]);
+    assert!(!stage.is_headed(), "handed on when serve returned");
+    assert_eq!(
+        (stage.try_recv(&mut t2), stage.try_recv(&mut t2)),
+        (Some(20), Some(21))
+    );
+    assert_eq!(stage.counters().promotions, 0);
+    // The rest is still in the resource; a time-out ends the next serve.
+    let mut rest = Vec::new();
+    let out = stage.serve(&mut t1, Some(Duration::from_millis(5)), read, |m| {
+        rest.push(m);
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    assert_eq!((out, rest), (Err(RecvError::TimedOut), vec![13]));
+}
+
+#[test]
+fn serve_as_a_follower_gets_its_messages_and_close_ends_every_serve() {
+    let _w = watchdog("serve_as_a_follower_gets_its_messages_and_close_ends_every_serve");
+    let list: Vec<(u32, u32)> = (0..300).map(|i| (i % 3, i)).collect();
+    let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&list));
+    let tickets: Vec<_> = (0..3).map(|i| stage.ticket(i).unwrap()).collect();
+    let got: Vec<Vec<u32>> = thread::scope(|s| {
+        let joins: Vec<_> = tickets
+            .into_iter()
+            .map(|mut t| {
+                let stage = &stage;
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    let r = stage.serve(&mut t, LONG, read, |m| {
+                        got.push(m);
+                        std::ops::ControlFlow::<()>::Continue(())
+                    });
+                    assert_eq!(r, Err(RecvError::Closed));
+                    got
+                })
+            })
+            .collect();
+        while stage.resource().lock().unwrap().len() > 0 {
+            thread::yield_now();
+        }
+        // Everything read was routed; let the owners catch up, then close.
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while stage.waiting() < 2 && std::time::Instant::now() < give_up {
+            thread::yield_now();
+        }
+        stage.close();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for (owner, got) in got.iter().enumerate() {
+        let want: Vec<u32> = (0..300).filter(|i| i % 3 == owner as u32).collect();
+        assert_eq!(got, &want, "owner {owner} got all its own, in order");
+    }
+}
