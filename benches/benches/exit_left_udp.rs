@@ -29,13 +29,19 @@
 //!
 //! - **ours-blocking**: one unconnected socket in a
 //!   `Stage<SocketAddr, UdpSocket, Vec<u8>>` (with a mailbox); each owner
-//!   thread holds a ticket for its peer's address and loops on
-//!   `stage.recv(ticket, 1 s, read_one)`, where `read_one` is one
+//!   thread holds a ticket for its peer's address and runs
+//!   `stage.serve(ticket, 1 s, read_one, echo)`, where `read_one` is one
 //!   `recv_from` (the socket has a 5 ms read time-out so that the head
-//!   notices deadlines and `close`), then echoes with
-//!   `stage.resource().send_to`. `recv` keeps the headship while what the
-//!   head reads belongs to others (delivering each datagram to its owner's
-//!   mailbox: one wake-up) and hands it on only when it reads its own.
+//!   notices deadlines and `close`) and `echo` answers with
+//!   `stage.resource().send_to`. `serve` is the loop the crate recommends
+//!   for saturated traffic: the head delivers others' datagrams to their
+//!   owners' mailboxes (one wake-up each), echoes its own in place between
+//!   reads, and keeps the headship for as long as it serves.
+//! - **ours-recv**: the same with `stage.recv(ticket, 1 s, read_one)` in a
+//!   loop, echoing after each call: `recv` keeps the headship while what the
+//!   head reads belongs to others and hands it on when it reads its own, so
+//!   every own datagram costs a hand-off (a follower's wake-up, with nobody
+//!   reading meanwhile).
 //! - **ours-async**: the same stage type around a non-blocking tokio
 //!   `UdpSocket`, on one thread: a current-thread runtime and a `LocalSet`,
 //!   one `spawn_local` task per peer (the `HeadGuard` is `!Send`). A task
@@ -136,6 +142,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::ops::ControlFlow;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -359,6 +366,57 @@ fn ours_blocking(peers: &[SocketAddr]) -> Server {
             ready();
             let mut echoed = 0;
             loop {
+                let served = stage.serve(
+                    &mut ticket,
+                    Some(Duration::from_secs(1)),
+                    read_one,
+                    |m: Vec<u8>| {
+                        if m.is_empty() {
+                            return if stop.load(Ordering::Relaxed) {
+                                ControlFlow::Break(())
+                            } else {
+                                ControlFlow::Continue(())
+                            };
+                        }
+                        stage.resource().send_to(&m, peer).expect("echo");
+                        echoed += 1;
+                        ControlFlow::Continue(())
+                    },
+                );
+                match served {
+                    Ok(()) | Err(RecvError::Closed) => break,
+                    Err(RecvError::TimedOut) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Read(e)) => panic!("ours-blocking: recv_from failed: {e}"),
+                }
+            }
+            echoed
+        });
+    }
+    b.finish(addr, move || {
+        stop.store(true, Ordering::Relaxed);
+        stage.close();
+    })
+}
+
+// ---------------------------------------------------------------- ours-recv
+
+fn ours_recv(peers: &[SocketAddr]) -> Server {
+    let sock = loopback_socket(HEAD_READ_TIMEOUT);
+    let addr = sock.local_addr().unwrap();
+    let stage: Arc<OurStage<UdpSocket>> = Arc::new(Stage::with_mailbox(sock));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut b = ServerBuilder::new();
+    for &peer in peers {
+        let (stage, stop) = (Arc::clone(&stage), Arc::clone(&stop));
+        b.spawn(move |ready| {
+            let mut ticket = stage.ticket(peer).expect("one ticket per peer");
+            ready();
+            let mut echoed = 0;
+            loop {
                 match stage.recv(&mut ticket, Some(Duration::from_secs(1)), read_one) {
                     Ok(m) if m.is_empty() => {
                         if stop.load(Ordering::Relaxed) {
@@ -375,7 +433,7 @@ fn ours_blocking(peers: &[SocketAddr]) -> Server {
                         }
                     }
                     Err(RecvError::Closed) => break,
-                    Err(RecvError::Read(e)) => panic!("ours-blocking: recv_from failed: {e}"),
+                    Err(RecvError::Read(e)) => panic!("ours-recv: recv_from failed: {e}"),
                 }
             }
             echoed
@@ -924,10 +982,14 @@ struct Design {
     start: fn(&[SocketAddr]) -> Server,
 }
 
-const DESIGNS: [Design; 5] = [
+const DESIGNS: [Design; 6] = [
     Design {
         name: "ours-blocking",
         start: ours_blocking,
+    },
+    Design {
+        name: "ours-recv",
+        start: ours_recv,
     },
     Design {
         name: "ours-async",
