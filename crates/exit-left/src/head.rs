@@ -12,6 +12,10 @@ use std::hash::Hash;
 ///
 /// `!Send`, like a `MutexGuard`: the stage remembers which thread heads, so
 /// that an `enter` from that thread panics instead of waiting for itself.
+///
+/// Like a `MutexGuard`, a guard leaked with `mem::forget` keeps the
+/// headship for good: followers then wait until their time-outs (or
+/// `close`).
 #[must_use = "dropping the guard hands the headship on at once"]
 pub struct HeadGuard<'s, T: Hash + Eq, R, M = ()> {
     stage: &'s Stage<T, R, M>,
