@@ -2,7 +2,7 @@
 
 use crate::Entry;
 use crate::stage::{Stage, Ticket};
-use crate::table::{Resolution, Wait};
+use crate::table::Wait;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
@@ -66,13 +66,24 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
         let mut fresh: Option<Waker> = None;
         loop {
             let mut st = stage.lock();
+            // A waker clone that will not be stored is foreign code: drop it
+            // before taking an outcome, so that a panic in its `drop` loses
+            // nothing, then look again.
+            let ready = match this.phase {
+                Phase::Start => st.ready_now(slot),
+                Phase::Queued => matches!(st.table.slot(slot).wait, Wait::Resolved(_)),
+                Phase::Done => false,
+            };
+            if ready && fresh.is_some() {
+                drop(st);
+                drop(fresh.take());
+                continue;
+            }
             match this.phase {
                 Phase::Start => {
                     stage.check_ticket(this.ticket);
                     if let Some(entry) = stage.begin(&mut st, slot, me) {
                         this.phase = Phase::Done;
-                        drop(st);
-                        drop(fresh);
                         return Poll::Ready(entry);
                     }
                     if let Some(waker) = fresh.take() {
@@ -88,8 +99,6 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
                         let r = *r;
                         this.phase = Phase::Done;
                         let entry = stage.finish(&mut st, slot, r, me);
-                        drop(st);
-                        drop(fresh);
                         return Poll::Ready(entry);
                     }
                     Wait::Queued { waker, .. } => {
@@ -121,33 +130,8 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
 
 impl<T: Hash + Eq, R, M> Drop for EnterFuture<'_, '_, T, R, M> {
     fn drop(&mut self) {
-        if !matches!(self.phase, Phase::Queued) {
-            return;
-        }
-        let slot = self.ticket.slot;
-        let mut st = self.stage.lock();
-        let mut stale = None;
-        let mut wake = None;
-        match st.table.slot(slot).wait {
-            Wait::Queued { .. } => stale = Some(st.table.dequeue(slot, None)),
-            Wait::Resolved(Resolution::Notified) => {
-                // Not lost: the ticket's next entry returns `Notified`.
-                let s = st.table.slot_mut(slot);
-                s.wait = Wait::Idle;
-                s.pending = true;
-            }
-            Wait::Resolved(Resolution::Head) => {
-                st.table.slot_mut(slot).wait = Wait::Idle;
-                wake = st.forward(slot);
-            }
-            Wait::Resolved(Resolution::Closed) | Wait::Idle => {
-                st.table.slot_mut(slot).wait = Wait::Idle;
-            }
-        }
-        drop(st);
-        drop(stale);
-        if let Some(w) = wake {
-            w.wake();
+        if matches!(self.phase, Phase::Queued) {
+            self.stage.cancel_wait(self.ticket.slot);
         }
     }
 }

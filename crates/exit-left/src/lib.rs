@@ -17,16 +17,18 @@
 //! // The resource: here a queue of (to, message) standing in for a socket.
 //! let source = std::sync::Mutex::new(vec![(2u32, "for two"), (1, "for one")]);
 //! let stage: Stage<u32, _, &str> = Stage::with_mailbox(source);
+//! // Register every ticket before traffic for it can arrive: the head drops
+//! // (and counts) what it reads for a token with no ticket.
+//! let tickets = [stage.ticket(1).unwrap(), stage.ticket(2).unwrap()];
 //! thread::scope(|s| {
-//!     for me in [1u32, 2] {
+//!     for (mut ticket, want) in tickets.into_iter().zip(["for one", "for two"]) {
 //!         let stage = &stage;
 //!         s.spawn(move || {
-//!             let mut ticket = stage.ticket(me).unwrap();
 //!             // Reads and routes as head when needed; sleeps as a follower.
 //!             let got = stage.recv(&mut ticket, Some(Duration::from_secs(10)), |src| {
 //!                 Ok::<_, ()>(src.lock().unwrap().pop())
 //!             });
-//!             assert_eq!(got, Ok(if me == 1 { "for one" } else { "for two" }));
+//!             assert_eq!(got, Ok(want));
 //!         });
 //!     }
 //! });

@@ -45,11 +45,30 @@
 use crate::head::HeadGuard;
 use crate::table::{Resolution, SlotId, Table, Wait};
 use crate::{Counters, Entry, NotifyOutcome, TicketError};
+use core::cell::Cell;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 use sync_core::sync::{Mutex, MutexGuard};
 use sync_core::thread::{self, ThreadId};
+
+sync_core::thread_local! {
+    /// Set while this thread runs a token's `Eq` under a stage's lock.
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
+    static IN_TOKEN_EQ: Cell<bool> = Cell::new(false);
+}
+
+/// Gives a blocking wait up if `enter` unwinds while queued.
+struct CancelOnUnwind<'a, T: Hash + Eq, R, M> {
+    stage: &'a Stage<T, R, M>,
+    slot: SlotId,
+}
+
+impl<T: Hash + Eq, R, M> Drop for CancelOnUnwind<'_, T, R, M> {
+    fn drop(&mut self) {
+        self.stage.cancel_wait(self.slot);
+    }
+}
 
 /// Who heads the stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +89,18 @@ pub(crate) struct State<T, M> {
 }
 
 impl<T: Hash + Eq, M> State<T, M> {
+    /// Whether `Stage::begin` (or a resolved wait) would end an
+    /// entry at once, without consuming anything. Keep it in step with
+    /// `begin`.
+    pub(crate) fn ready_now(&self, slot: SlotId) -> bool {
+        let s = self.table.slot(slot);
+        matches!(s.wait, Wait::Resolved(_))
+            || self.closed
+            || s.pending
+            || !s.inbox.is_empty()
+            || self.headship == Headship::Free
+    }
+
     /// Ends the current headship and promotes the longest-waiting follower.
     /// Returns the waker to wake after the lock: exactly one per hand-off.
     pub(crate) fn hand_off(&mut self) -> Option<Waker> {
@@ -158,7 +189,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     pub fn ticket(&self, token: T) -> Result<Ticket<'_, T, R, M>, TicketError> {
         let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
-        if st.table.find(&token, hash).is_some() {
+        if Self::find(&st, &token, hash).is_some() {
             drop(st);
             drop(token);
             return Err(TicketError::Taken);
@@ -209,8 +240,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         sync_core::with_thread_parker(|parker| {
             let stale = st.table.wait_with(slot, parker.waker());
             drop(st);
+            // From here until an outcome is taken, an unwind (a panicking
+            // drop of a leaked future's waker) gives the wait up cleanly.
+            let waiting = CancelOnUnwind { stage: self, slot };
             drop(stale);
-            loop {
+            let entry = loop {
                 let woken = match deadline {
                     None => {
                         parker.park();
@@ -220,11 +254,14 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 };
                 let mut st = self.lock();
                 match st.table.slot(slot).wait {
-                    Wait::Resolved(r) => return self.finish(&mut st, slot, r, me),
+                    Wait::Resolved(r) => break self.finish(&mut st, slot, r, me),
                     Wait::Queued { .. } if !woken => {
                         let waker = st.table.dequeue(slot, None);
                         st.counters.timeouts += 1;
                         drop(st);
+                        core::mem::forget(waiting);
+                        // Our own parker's waker: dropping it runs no
+                        // foreign code.
                         drop(waker);
                         return Entry::TimedOut;
                     }
@@ -232,7 +269,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                     Wait::Queued { .. } => {}
                     Wait::Idle => unreachable!("a queued waiter found idle"),
                 }
-            }
+            };
+            core::mem::forget(waiting);
+            entry
         })
     }
 
@@ -257,7 +296,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     pub fn close(&self) {
         let mut st = self.lock();
         st.closed = true;
-        let mut wakers = Vec::with_capacity(st.table.queued());
+        let mut wakers: Vec<Waker> = Vec::with_capacity(st.table.queued());
         while let Some(id) = st.table.first_queued() {
             wakers.push(st.table.dequeue(id, Some(Resolution::Closed)));
         }
@@ -266,7 +305,17 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             st.headship = Headship::Free;
         }
         drop(st);
-        wakers.into_iter().for_each(Waker::wake);
+        // Every waiter is woken even if a waker panics; the first panic is
+        // raised again once all of them have been.
+        let mut first_panic = None;
+        for w in wakers {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
+                first_panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = first_panic {
+            std::panic::resume_unwind(p);
+        }
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -308,6 +357,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
+        if IN_TOKEN_EQ.try_with(Cell::get).unwrap_or(false) {
+            panic!(
+                "exit_left: a token's `Eq` called back into the stage while the stage was looking \
+                 the token up; `Eq` runs under the stage's lock and must not use the stage"
+            );
+        }
         // Nothing that can panic runs while the state is half-updated (user
         // code under the lock is limited to `Eq` in lookups that change
         // nothing), so a poisoned lock still guards a consistent state.
@@ -362,6 +417,52 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         None
     }
 
+    /// Ends `slot`'s wait without taking its outcome, because its waiter
+    /// gave up (a dropped future, an unwinding `enter`): a notification it
+    /// received is recorded again, a promotion is handed on.
+    pub(crate) fn cancel_wait(&self, slot: SlotId) {
+        let mut st = self.lock();
+        let mut stale = None;
+        let mut wake = None;
+        match st.table.slot(slot).wait {
+            Wait::Queued { .. } => stale = Some(st.table.dequeue(slot, None)),
+            Wait::Resolved(Resolution::Notified) => {
+                let s = st.table.slot_mut(slot);
+                s.wait = Wait::Idle;
+                s.pending = true;
+            }
+            Wait::Resolved(Resolution::Head) => {
+                st.table.slot_mut(slot).wait = Wait::Idle;
+                wake = st.forward(slot);
+            }
+            Wait::Resolved(Resolution::Closed) | Wait::Idle => {
+                st.table.slot_mut(slot).wait = Wait::Idle;
+            }
+        }
+        drop(st);
+        // The promotion first: it must arrive even if the stale waker's
+        // drop panics.
+        if let Some(w) = wake {
+            w.wake();
+        }
+        drop(stale);
+    }
+
+    /// Looks `token` up. Its `Eq` runs under the lock: one that calls back
+    /// into the stage panics with a message (see `lock`) instead of
+    /// deadlocking on the stage's own mutex.
+    fn find(st: &State<T, M>, token: &T, hash: u64) -> Option<SlotId> {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                let _ = IN_TOKEN_EQ.try_with(|f| f.set(false));
+            }
+        }
+        let _ = IN_TOKEN_EQ.try_with(|f| f.set(true));
+        let _reset = Reset;
+        st.table.find(token, hash)
+    }
+
     /// Turns a resolution, read under the lock, into the `Entry` returned.
     pub(crate) fn finish(
         &self,
@@ -396,7 +497,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     ) -> Result<NotifyOutcome, Option<M>> {
         let hash = self.hasher.hash_one(token);
         let mut st = self.lock();
-        let Some(id) = st.table.find(token, hash) else {
+        let Some(id) = Self::find(&st, token, hash) else {
             st.counters.no_such_token += 1;
             drop(st);
             return Err(mail);
@@ -463,13 +564,14 @@ impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {
         }
         let (token, inbox) = st.table.remove(self.slot);
         drop(st);
-        // User code (`Drop` of the token, messages, a waker) after the lock.
-        drop(stale);
-        drop(token);
-        drop(inbox);
+        // User code after the lock, the forwarded promotion's wake first:
+        // it must arrive even if a `Drop` below panics.
         if let Some(w) = wake {
             w.wake();
         }
+        drop(stale);
+        drop(token);
+        drop(inbox);
     }
 }
 

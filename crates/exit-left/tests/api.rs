@@ -513,7 +513,7 @@ fn serve_as_a_follower_gets_its_messages_and_close_ends_every_serve() {
                 })
             })
             .collect();
-        while stage.resource().lock().unwrap().len() > 0 {
+        while !stage.resource().lock().unwrap().is_empty() {
             thread::yield_now();
         }
         // Everything read was routed; let the owners catch up, then close.
