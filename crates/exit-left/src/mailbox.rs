@@ -170,11 +170,12 @@ fn head_loop<T: Hash + Eq, R, M, E>(
     deadline: Option<Instant>,
     read_one: &mut impl FnMut(&R) -> Result<Option<(T, M)>, E>,
 ) -> Result<M, RecvError<E>> {
+    // Before every read, the head looks at its own mailbox (another thread
+    // may have delivered to it) and at `close`: however busy the resource
+    // is with others' traffic, both are noticed between two reads. Routing
+    // an item returns both under the lock it takes anyway.
+    let (mut own, mut closed) = head.own_and_closed();
     loop {
-        // One lock: a message delivered to the head by another thread, and
-        // `close`, are noticed between any two reads, however busy the
-        // resource is with others' traffic.
-        let (own, closed) = head.own_and_closed();
         if let Some(m) = own {
             return Ok(m);
         }
@@ -184,19 +185,10 @@ fn head_loop<T: Hash + Eq, R, M, E>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RecvError::TimedOut);
         }
-        match read_one(head.resource()) {
+        (own, closed) = match read_one(head.resource()) {
             Err(e) => return Err(RecvError::Read(e)),
-            Ok(None) => {}
-            Ok(Some((to, message))) => match head.deliver(&to, message) {
-                Ok(NotifyOutcome::OwnToken) => {
-                    return Ok(head.try_recv_own().expect("the head's own message"));
-                }
-                Ok(_) => {}
-                Err(Undelivered(lost)) => {
-                    head.stage().lock().counters.unrouted += 1;
-                    drop(lost);
-                }
-            },
-        }
+            Ok(None) => head.own_and_closed(),
+            Ok(Some((to, message))) => head.stage().route_as_head(&to, message),
+        };
     }
 }

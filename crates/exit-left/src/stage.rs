@@ -502,6 +502,54 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             drop(st);
             return Err(mail);
         };
+        let (outcome, wake) = Self::notify_locked(&mut st, id, mail, from_head);
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Ok(outcome)
+    }
+
+    /// `recv`'s and `serve`'s head routing one item it read, under one
+    /// lock: delivers it (or counts it as unrouted), and returns the head's
+    /// own next message (the item itself, if it was the head's) and whether
+    /// the stage is closed.
+    pub(crate) fn route_as_head(&self, token: &T, message: M) -> (Option<M>, bool) {
+        let hash = self.hasher.hash_one(token);
+        let mut st = self.lock();
+        let (wake, unrouted) = match Self::find(&st, token, hash) {
+            Some(id) => (
+                Self::notify_locked(&mut st, id, Some(message), true).1,
+                None,
+            ),
+            None => {
+                st.counters.no_such_token += 1;
+                st.counters.unrouted += 1;
+                (None, Some(message))
+            }
+        };
+        let own = match st.headship {
+            Headship::Held { slot: Some(id), .. } => st.table.slot_mut(id).inbox.pop_front(),
+            _ => None,
+        };
+        let closed = st.closed;
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        drop(unrouted);
+        (own, closed)
+    }
+
+    /// A notification (with `mail`: a delivery) for the registered slot
+    /// `id`, under the lock. Returns what it did and the waker to wake after
+    /// the lock.
+    fn notify_locked(
+        st: &mut State<T, M>,
+        id: SlotId,
+        mail: Option<M>,
+        from_head: bool,
+    ) -> (NotifyOutcome, Option<Waker>) {
         let is_mail = mail.is_some();
         if let Some(m) = mail {
             st.table.slot_mut(id).inbox.push_back(m);
@@ -537,11 +585,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             }
         };
         st.counters.count(outcome);
-        drop(st);
-        if let Some(w) = wake {
-            w.wake();
-        }
-        Ok(outcome)
+        (outcome, wake)
     }
 }
 

@@ -401,6 +401,10 @@ fn a_panicking_head_hands_off_while_unwinding() {
             until_waiting(&stage, 1);
             panic!("deliberate: the head panics while holding the guard");
         });
+        // The follower enters only once the other thread heads.
+        while !stage.is_headed() {
+            thread::yield_now();
+        }
         let follower = s.spawn(|| stage.enter(&mut b, LONG).is_head());
         assert!(head_thread.join().is_err());
         assert!(follower.join().unwrap(), "promoted during the unwind");
