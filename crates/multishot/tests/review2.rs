@@ -23,8 +23,9 @@ use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 use multishot::{Receiver, Sender, TryRecvError, channel};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use sync_core::future::block_on;
 use testkit::watchdog;
@@ -36,16 +37,21 @@ use testkit::watchdog;
 static BLOCK_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// Blocks allocated and not freed.
 static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
-/// Set while `learn_block_size` makes its channel: the one allocation then
-/// is the block.
-static LEARNING: AtomicBool = AtomicBool::new(false);
+std::thread_local! {
+    /// Set while `Ledger::open` makes its first receiver, on that thread
+    /// only: the one allocation it makes then is the block. (A process-wide
+    /// flag also caught other threads' allocations made at that moment, such
+    /// as a watchdog thread starting, and learned a wrong size: a flaky
+    /// failure seen on a fresh CI clone.)
+    static LEARNING: Cell<bool> = const { Cell::new(false) };
+}
 
 struct Counting;
 
 // SAFETY: forwards to `System`, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if LEARNING.load(Ordering::Relaxed) {
+        if LEARNING.try_with(Cell::get).unwrap_or(false) {
             BLOCK_SIZE.store(layout.size(), Ordering::Relaxed);
         }
         if layout.size() == BLOCK_SIZE.load(Ordering::Relaxed) {
@@ -102,9 +108,9 @@ impl Ledger {
     fn open() -> Self {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         if BLOCK_SIZE.load(Ordering::SeqCst) == 0 {
-            LEARNING.store(true, Ordering::SeqCst);
+            LEARNING.with(|l| l.set(true));
             let r = Receiver::<Payload>::new();
-            LEARNING.store(false, Ordering::SeqCst);
+            LEARNING.with(|l| l.set(false));
             drop(r);
             assert!(BLOCK_SIZE.load(Ordering::SeqCst) > size_of::<Payload>());
             LIVE_BLOCKS.store(0, Ordering::SeqCst);
