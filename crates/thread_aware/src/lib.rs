@@ -84,14 +84,17 @@ mod affinity;
 mod impls;
 mod relocate;
 // [per_affinity module]
-// [topology module]
-// [closures module]
+mod closures;
+pub mod topology;
 
 pub use affinity::{MemoryAffinity, create_manual_affinities};
 pub use relocate::{ThreadAware, Unaware};
 // [per_affinity exports]
-// [topology exports]
-// [closures exports]
+pub use closures::{
+    BoxedRelocateFnOnce, Closure, ClosureMut, ClosureOnce, RelocateFn, RelocateFnMut,
+    RelocateFnOnce, RelocateFnOnceDyn, relocate, relocate_mut, relocate_once,
+};
+pub use topology::{Topology, current_affinity, set_current_affinity};
 
 #[cfg(feature = "derive")]
 pub use thread_aware_macros::ThreadAware;
