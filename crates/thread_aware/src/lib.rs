@@ -83,13 +83,13 @@
 mod affinity;
 mod impls;
 mod relocate;
-// [per_affinity module]
+mod per_affinity;
 mod closures;
 pub mod topology;
 
 pub use affinity::{MemoryAffinity, create_manual_affinities};
 pub use relocate::{ThreadAware, Unaware};
-// [per_affinity exports]
+pub use per_affinity::{Core, Numa, PerAffinity, PerCore, PerNuma, PerProcess, Process, Strategy};
 pub use closures::{
     BoxedRelocateFnOnce, Closure, ClosureMut, ClosureOnce, RelocateFn, RelocateFnMut,
     RelocateFnOnce, RelocateFnOnceDyn, relocate, relocate_mut, relocate_once,
