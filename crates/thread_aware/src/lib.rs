@@ -81,19 +81,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod affinity;
-mod impls;
-mod relocate;
-mod per_affinity;
 mod closures;
+mod impls;
+mod per_affinity;
+mod relocate;
 pub mod topology;
 
 pub use affinity::{MemoryAffinity, create_manual_affinities};
-pub use relocate::{ThreadAware, Unaware};
-pub use per_affinity::{Core, Numa, PerAffinity, PerCore, PerNuma, PerProcess, Process, Strategy};
 pub use closures::{
     BoxedRelocateFnOnce, Closure, ClosureMut, ClosureOnce, RelocateFn, RelocateFnMut,
     RelocateFnOnce, RelocateFnOnceDyn, relocate, relocate_mut, relocate_once,
 };
+pub use per_affinity::{Core, Numa, PerAffinity, PerCore, PerNuma, PerProcess, Process, Strategy};
+pub use relocate::{ThreadAware, Unaware};
 pub use topology::{Topology, current_affinity, set_current_affinity};
 
 #[cfg(feature = "derive")]
