@@ -356,7 +356,8 @@ pub fn parse_cpu_list(text: &str) -> io::Result<Vec<usize>> {
 }
 
 sync_core::thread_local! {
-    static CURRENT: Cell<Option<MemoryAffinity>> = const { Cell::new(None) };
+    #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
+    static CURRENT: Cell<Option<MemoryAffinity>> = Cell::new(None);
 }
 
 /// The affinity the calling thread was last pinned to with
