@@ -60,9 +60,11 @@
 //! `Vec<T>: ThreadAware`, and a parameter used only in skipped, `with` or
 //! `PhantomData` fields gets no bound at all). A field whose type names the
 //! type itself (`Box<Self>`, `Option<Box<List<T>>>`) adds `P: ThreadAware`
-//! for each type parameter `P` it mentions instead, which keeps recursive
-//! types from sending the trait solver in circles; such a field also makes
-//! `INERT` false. For mutually recursive types, or whenever the inferred
+//! instead, for each type parameter `P` it mentions that some other,
+//! non-recursive relocated field also relocates (a parameter used elsewhere
+//! only in skipped or `PhantomData` fields stays unbounded). That keeps
+//! recursive types from sending the trait solver in circles; such a field
+//! also makes `INERT` false. For mutually recursive types, or whenever the inferred
 //! bounds are not what you want, give `bound = "..."`.
 //!
 //! A field whose type does not implement `ThreadAware` (and mentions no
@@ -74,7 +76,15 @@
 //! `unsafe`; it panics only if a field's own `relocated` (or a `with`
 //! function) panics. It compiles without warnings under `-D warnings` and
 //! clippy's default lints, and names its own bindings so that they cannot
-//! collide with field names (`source`, `destination`, `self_`, ...).
+//! collide with field names (`source`, `destination`, `self_`, ...), and
+//! names primitives by their full path (a user type named `bool` is fine).
+//!
+//! # Limitations
+//!
+//! A type that implements `Drop` cannot derive `ThreadAware` when it has a
+//! field to relocate: the generated code moves the fields out (`E0509`).
+//! Write the impl by hand (relocate through `&mut` fields, e.g. with
+//! `core::mem::replace`).
 #![deny(missing_docs)]
 
 use proc_macro::TokenStream;
@@ -277,7 +287,7 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, Error> {
     Ok(quote! {
         #[automatically_derived]
         impl #impl_generics #trait_path for #name #ty_generics #where_clause {
-            const INERT: bool = #inert;
+            const INERT: ::core::primitive::bool = #inert;
 
             #[inline]
             fn relocated(
@@ -608,13 +618,21 @@ fn add_inferred_bounds<'a>(
     let original = generics.clone();
     // (bounded type, the field type it comes from)
     let mut bounded: Vec<(Type, Span)> = Vec::new();
-    for field in fields {
-        if !matches!(field.mode, Mode::Relocate) || is_phantom_data(field.ty) {
-            continue;
-        }
-        let found = mentions(field.ty, &original, name);
+    let relocated: Vec<(&FieldInfo<'_>, Mentions)> = fields
+        .filter(|f| matches!(f.mode, Mode::Relocate) && !is_phantom_data(f.ty))
+        .map(|f| (f, mentions(f.ty, &original, name)))
+        .collect();
+    // The parameters some non-recursive relocated field really relocates. A
+    // field that names the type itself bounds only these: a parameter used
+    // elsewhere only in skipped or `PhantomData` fields stays unbounded.
+    let needed: Vec<&Ident> = relocated
+        .iter()
+        .filter(|(_, found)| !found.recursive)
+        .flat_map(|(_, found)| found.type_params.iter())
+        .collect();
+    for (field, found) in &relocated {
         if found.recursive {
-            for param in &found.type_params {
+            for param in found.type_params.iter().filter(|p| needed.contains(p)) {
                 bounded.push((syn::parse_quote!(#param), field.ty.span()));
             }
         } else if found.any {
