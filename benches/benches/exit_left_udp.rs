@@ -353,7 +353,15 @@ fn read_one(s: &UdpSocket) -> io::Result<Option<(SocketAddr, Vec<u8>)>> {
     }
 }
 
-fn ours_blocking(peers: &[SocketAddr]) -> Server {
+/// An owner thread's loop: stage, its ticket, its peer, the stop flag;
+/// returns how many datagrams it echoed.
+type OwnerLoop = fn(&OurStage<UdpSocket>, &mut OurTicket<'_>, SocketAddr, &AtomicBool) -> u64;
+type OurTicket<'s> = exit_left::Ticket<'s, SocketAddr, UdpSocket, Vec<u8>>;
+
+/// One blocking owner thread per peer around one stage; `owner` is the
+/// thread's loop (returns how many datagrams it echoed). Stopping sets the
+/// flag and closes the stage.
+fn ours_threads(peers: &[SocketAddr], owner: OwnerLoop) -> Server {
     let sock = loopback_socket(HEAD_READ_TIMEOUT);
     let addr = sock.local_addr().unwrap();
     let stage: Arc<OurStage<UdpSocket>> = Arc::new(Stage::with_mailbox(sock));
@@ -364,36 +372,7 @@ fn ours_blocking(peers: &[SocketAddr]) -> Server {
         b.spawn(move |ready| {
             let mut ticket = stage.ticket(peer).expect("one ticket per peer");
             ready();
-            let mut echoed = 0;
-            loop {
-                let served = stage.serve(
-                    &mut ticket,
-                    Some(Duration::from_secs(1)),
-                    read_one,
-                    |m: Vec<u8>| {
-                        if m.is_empty() {
-                            return if stop.load(Ordering::Relaxed) {
-                                ControlFlow::Break(())
-                            } else {
-                                ControlFlow::Continue(())
-                            };
-                        }
-                        stage.resource().send_to(&m, peer).expect("echo");
-                        echoed += 1;
-                        ControlFlow::Continue(())
-                    },
-                );
-                match served {
-                    Ok(()) | Err(RecvError::Closed) => break,
-                    Err(RecvError::TimedOut) => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Read(e)) => panic!("ours-blocking: recv_from failed: {e}"),
-                }
-            }
-            echoed
+            owner(&stage, &mut ticket, peer, &stop)
         });
     }
     b.finish(addr, move || {
@@ -402,46 +381,58 @@ fn ours_blocking(peers: &[SocketAddr]) -> Server {
     })
 }
 
+fn ours_blocking(peers: &[SocketAddr]) -> Server {
+    ours_threads(peers, |stage, ticket, peer, stop| {
+        let mut echoed = 0;
+        loop {
+            let served = stage.serve(
+                ticket,
+                Some(Duration::from_secs(1)),
+                read_one,
+                |m: Vec<u8>| {
+                    if m.is_empty() {
+                        return if stop.load(Ordering::Relaxed) {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        };
+                    }
+                    stage.resource().send_to(&m, peer).expect("echo");
+                    echoed += 1;
+                    ControlFlow::Continue(())
+                },
+            );
+            match served {
+                Ok(()) | Err(RecvError::Closed) => return echoed,
+                Err(RecvError::TimedOut) if stop.load(Ordering::Relaxed) => return echoed,
+                Err(RecvError::TimedOut) => {}
+                Err(RecvError::Read(e)) => panic!("ours-blocking: recv_from failed: {e}"),
+            }
+        }
+    })
+}
+
 // ---------------------------------------------------------------- ours-recv
 
 fn ours_recv(peers: &[SocketAddr]) -> Server {
-    let sock = loopback_socket(HEAD_READ_TIMEOUT);
-    let addr = sock.local_addr().unwrap();
-    let stage: Arc<OurStage<UdpSocket>> = Arc::new(Stage::with_mailbox(sock));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut b = ServerBuilder::new();
-    for &peer in peers {
-        let (stage, stop) = (Arc::clone(&stage), Arc::clone(&stop));
-        b.spawn(move |ready| {
-            let mut ticket = stage.ticket(peer).expect("one ticket per peer");
-            ready();
-            let mut echoed = 0;
-            loop {
-                match stage.recv(&mut ticket, Some(Duration::from_secs(1)), read_one) {
-                    Ok(m) if m.is_empty() => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                    }
-                    Ok(m) => {
-                        stage.resource().send_to(&m, peer).expect("echo");
-                        echoed += 1;
-                    }
-                    Err(RecvError::TimedOut) => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                    Err(RecvError::Read(e)) => panic!("ours-recv: recv_from failed: {e}"),
+    ours_threads(peers, |stage, ticket, peer, stop| {
+        let mut echoed = 0;
+        loop {
+            match stage.recv(ticket, Some(Duration::from_secs(1)), read_one) {
+                Ok(m) if m.is_empty() => {}
+                Ok(m) => {
+                    stage.resource().send_to(&m, peer).expect("echo");
+                    echoed += 1;
+                    continue;
                 }
+                Err(RecvError::TimedOut) => {}
+                Err(RecvError::Closed) => return echoed,
+                Err(RecvError::Read(e)) => panic!("ours-recv: recv_from failed: {e}"),
             }
-            echoed
-        });
-    }
-    b.finish(addr, move || {
-        stop.store(true, Ordering::Relaxed);
-        stage.close();
+            if stop.load(Ordering::Relaxed) {
+                return echoed;
+            }
+        }
     })
 }
 
