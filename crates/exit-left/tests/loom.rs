@@ -37,6 +37,20 @@ fn spawn<R: Send + 'static>(
     thread::spawn(move || f(&stage))
 }
 
+/// Token 0's ticket, heading the fresh stage.
+fn headed(
+    stage: &S,
+) -> (
+    exit_left::Ticket<'_, u8, ()>,
+    exit_left::HeadGuard<'_, u8, ()>,
+) {
+    let mut h = stage.ticket(0).unwrap();
+    let Entry::Head(head) = stage.enter(&mut h, None) else {
+        panic!("the first entry of a fresh stage heads")
+    };
+    (h, head)
+}
+
 fn left_behind(stage: &S) {
     assert_eq!(stage.tickets(), 0, "a ticket is still registered");
     assert_eq!(stage.waiting(), 0, "a follower is still queued");
@@ -79,10 +93,7 @@ fn at_most_one_head_and_every_hand_off_arrives() {
 fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let Entry::Head(head) = stage.enter(&mut h, None) else {
-            panic!()
-        };
+        let (mut h, head) = headed(&stage);
         let f = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             match stage.enter(&mut t, SOON) {
@@ -111,10 +122,7 @@ fn a_promoted_follower_that_times_out_does_not_lose_the_headship() {
 fn a_follower_notified_while_promoted_passes_the_headship_on() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let Entry::Head(head) = stage.enter(&mut h, None) else {
-            panic!()
-        };
+        let (h, head) = headed(&stage);
         let notified = spawn(&stage, move |stage| {
             let mut t1 = stage.ticket(1).unwrap();
             loop {
@@ -153,9 +161,7 @@ fn a_follower_notified_while_promoted_passes_the_headship_on() {
 fn a_notification_is_never_lost() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let head = stage.enter(&mut h, None);
-        assert!(head.is_head());
+        let (h, head) = headed(&stage);
         // The head is held throughout: only the notification can end the
         // wait (or the waiter has not entered yet and finds it recorded).
         let waiter = spawn(&stage, move |stage| {
@@ -185,9 +191,7 @@ fn a_notification_is_never_lost() {
 fn no_aba_when_a_token_is_registered_again() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let head = stage.enter(&mut h, None);
-        assert!(head.is_head());
+        let (h, head) = headed(&stage);
         let again = Arc::new(AtomicBool::new(false));
         let again2 = Arc::clone(&again);
         let owner = spawn(&stage, move |stage| {
@@ -218,10 +222,7 @@ fn no_aba_when_a_token_is_registered_again() {
 fn a_head_notifying_itself_is_recorded_while_a_follower_races_in() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let Entry::Head(head) = stage.enter(&mut h, None) else {
-            panic!()
-        };
+        let (mut h, head) = headed(&stage);
         let f = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             if let Entry::Head(g) = stage.enter(&mut t, None) {
@@ -241,10 +242,7 @@ fn a_head_notifying_itself_is_recorded_while_a_follower_races_in() {
 fn close_wakes_every_waiter() {
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let Entry::Head(head) = stage.enter(&mut h, None) else {
-            panic!()
-        };
+        let (h, head) = headed(&stage);
         let waiters: Vec<_> = (1..=2u8)
             .map(|i| {
                 spawn(&stage, move |stage: &S| {
@@ -269,10 +267,7 @@ fn a_cancelled_future_passes_its_promotion_on() {
     use std::task::{Context, Poll, Waker};
     model(|| {
         let stage = stage();
-        let mut h = stage.ticket(0).unwrap();
-        let Entry::Head(head) = stage.enter(&mut h, None) else {
-            panic!()
-        };
+        let (h, head) = headed(&stage);
         let task = spawn(&stage, move |stage| {
             let mut t = stage.ticket(1).unwrap();
             let mut fut = stage.enter_async(&mut t);
