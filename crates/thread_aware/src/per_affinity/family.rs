@@ -183,10 +183,10 @@ impl<T> Drop for Table<T> {
             debug_assert!(word != busy() && word != waiting(), "freed while building");
             ready(word)
         });
-        // SAFETY: a table is dropped by the last handle (after its Acquire
-        // fence: every other access happened before) or by the loser of the
-        // publication race (never published, so empty). Each instance in a
-        // slot is owned by this table alone and is freed here once.
+        // A table is dropped by the last handle (after its Acquire fence:
+        // every other access happened before) or by the loser of the
+        // publication race (never published, so empty).
+        // SAFETY: each instance in a slot is owned by this table alone, which its last owner frees here, once.
         unsafe { free_all(&mut instances) };
     }
 }
