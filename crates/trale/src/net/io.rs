@@ -1,0 +1,112 @@
+//! A non-blocking std socket plus its registration with one executor.
+
+use crate::executor::{self, Shared};
+use crate::reactor::{Direction, ScheduledIo};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+/// A socket's one registration: made on first use, undone on drop (before
+/// the socket is closed, because `Io` declares it first).
+struct Registration {
+    shared: Arc<Shared>,
+    fd: RawFd,
+    token: u64,
+    io: Arc<ScheduledIo>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.reactor.deregister(self.fd, self.token);
+    }
+}
+
+/// A socket the reactor can wait on. Field order matters: `registration`
+/// is dropped (deregistered) before `socket` is closed.
+pub(crate) struct Io<S: AsRawFd> {
+    registration: OnceLock<Registration>,
+    socket: S,
+}
+
+impl<S: AsRawFd> Io<S> {
+    /// Wraps a socket that is already in non-blocking mode.
+    pub(crate) fn new(socket: S) -> Self {
+        Self { registration: OnceLock::new(), socket }
+    }
+
+    pub(crate) fn get(&self) -> &S {
+        &self.socket
+    }
+
+    /// Deregisters and returns the socket.
+    pub(crate) fn into_inner(self) -> S {
+        let Io { registration, socket } = self;
+        drop(registration);
+        socket
+    }
+
+    fn registration(&self) -> io::Result<&ScheduledIo> {
+        let current = executor::current();
+        if let Some(reg) = self.registration.get() {
+            if reg.shared.is_closed() {
+                panic!(
+                    "a trale socket was used after the executor it was registered with shut down \
+                     (its block_on returned); a socket stays with the executor that first used it"
+                );
+            }
+            if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &reg.shared)) {
+                panic!(
+                    "a trale socket was used on a different executor than the one it first \
+                     waited on (or outside any executor); a socket stays registered with the \
+                     executor that first used it, for its whole life"
+                );
+            }
+            return Ok(&reg.io);
+        }
+        let shared = current.unwrap_or_else(|| {
+            panic!(
+                "a trale socket was awaited outside a trale executor: use it inside \
+                 Executor::block_on or a task spawned with Executor::spawn"
+            )
+        });
+        let fd = self.socket.as_raw_fd();
+        let (token, io) = shared.reactor.register(fd)?;
+        let reg = Registration { shared, fd, token, io };
+        // Registering needs the current executor, and only its one thread can
+        // get here for this socket, so `set` does not race.
+        if let Err(lost) = self.registration.set(reg) {
+            drop(lost);
+        }
+        Ok(&self.registration.get().expect("just set").io)
+    }
+
+    /// Runs `op` until it does not say `WouldBlock`; on `WouldBlock`, waits
+    /// for the socket to become ready in `dir` (see `reactor.rs`).
+    pub(crate) fn poll_op<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        if !executor::take_io_budget(cx) {
+            return Poll::Pending;
+        }
+        let io = match self.registration() {
+            Ok(io) => io,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        loop {
+            let seq = io.seq(dir);
+            match op(&self.socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if io.park(dir, seq, cx.waker()) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Sockets: [`UdpSocket`], [`TcpListener`], [`TcpStream`], IPv4 and IPv6.
+//!
+//! Each wraps the std socket in non-blocking mode. Creating one
+//! (`bind`, `from_std`) is synchronous, like std, and needs no executor; the
+//! first operation that has to wait registers it with the executor it runs
+//! on, where it stays until it is dropped (using it on another executor
+//! later panics with a message). Methods take `&self`, so a reader task and a
+//! writer task can share one socket (one waiter per direction: the latest
+//! waker is the one woken). Every socket type and its futures are `Send`, and
+//! `Sync`.
+//!
+//! A task that keeps finding data (a flooding peer) is made to yield after
+//! 128 completed operations in one poll, so it cannot starve the timers or
+//! the other sockets.
+
+mod io;
+mod tcp;
+mod udp;
+
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Resolves `addr` (synchronously, like std) to its addresses.
+fn resolve(addr: impl ToSocketAddrs) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        ));
+    }
+    Ok(addrs)
+}

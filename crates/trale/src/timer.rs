@@ -1,0 +1,283 @@
+//! Timers: `sleep`, `sleep_until`, `timeout`, `interval`, on one timerfd per
+//! executor.
+//!
+//! # How it works
+//!
+//! Each executor keeps its pending deadlines in a binary heap (earliest
+//! first, ties in registration order) and arms its one `CLOCK_MONOTONIC`
+//! timerfd, with an absolute time, to the earliest. A [`Sleep`] registers on
+//! its first `Pending` poll (one small allocation, no file descriptor); when
+//! the timerfd fires, the reactor pops every due entry, marks it fired and
+//! wakes its task, in deadline order, then re-arms for the next one. A
+//! dropped `Sleep` marks its entry cancelled; cancelled entries are skipped
+//! when popped and swept out once they outnumber the live ones.
+//!
+//! Nanosecond deadlines: no wheel rounds a 100 µs sleep up to a millisecond.
+
+use crate::executor::{self, Shared};
+use crate::reactor::lock;
+use crate::sys::TimerFd;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::future::{Future, IntoFuture, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use sync_core::AtomicWaker;
+use sync_core::atomic::{AtomicBool, Ordering};
+
+/// One registered deadline.
+#[derive(Debug, Default)]
+struct Entry {
+    fired: AtomicBool,
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
+}
+
+struct Queued {
+    deadline: Instant,
+    seq: u64,
+    entry: Arc<Entry>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+/// An executor's pending deadlines (see the module docs).
+#[derive(Default)]
+pub(crate) struct TimerHeap {
+    heap: BinaryHeap<Queued>,
+    next_seq: u64,
+    /// What the timerfd is armed to, if anything.
+    armed: Option<Instant>,
+    cancelled: usize,
+}
+
+impl TimerHeap {
+    fn insert(&mut self, deadline: Instant, entry: Arc<Entry>, timerfd: &crate::reactor::Reactor) {
+        self.heap.push(Queued { deadline, seq: self.next_seq, entry });
+        self.next_seq += 1;
+        if self.armed.is_none_or(|armed| deadline < armed) {
+            timerfd.arm_timer(deadline);
+            self.armed = Some(deadline);
+        }
+    }
+
+    fn note_cancelled(&mut self) {
+        self.cancelled += 1;
+        if self.cancelled > 64 && self.cancelled > self.heap.len() / 2 {
+            self.heap.retain(|q| !q.entry.cancelled.load(Ordering::Relaxed));
+            self.cancelled = 0;
+        }
+    }
+
+    /// Pops every entry due at `now`, collecting wakers in deadline order,
+    /// and re-arms the timerfd for the next one.
+    pub(crate) fn fire_expired(&mut self, now: Instant, timerfd: &TimerFd, wakers: &mut Vec<Waker>) {
+        while let Some(first) = self.heap.peek() {
+            if first.deadline > now {
+                break;
+            }
+            let Some(due) = self.heap.pop() else { break };
+            if due.entry.cancelled.load(Ordering::Relaxed) {
+                self.cancelled = self.cancelled.saturating_sub(1);
+                continue;
+            }
+            due.entry.fired.store(true, Ordering::Release);
+            wakers.extend(due.entry.waker.take());
+        }
+        let next = self.heap.peek().map(|q| q.deadline);
+        if next != self.armed {
+            if let Some(deadline) = next {
+                timerfd.arm(deadline);
+            }
+            self.armed = next;
+        }
+    }
+
+    /// The executor is ending: drops every entry, handing back the wakers.
+    pub(crate) fn clear(&mut self, wakers: &mut Vec<Waker>) {
+        for q in self.heap.drain() {
+            wakers.extend(q.entry.waker.take());
+        }
+        self.cancelled = 0;
+    }
+
+    /// Deadlines registered and not yet fired (cancelled ones included
+    /// until they are swept).
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// The timer functions. Nothing to construct; every function is associated.
+#[derive(Debug)]
+pub struct Timer {
+    _private: (),
+}
+
+impl Timer {
+    /// A future that completes `duration` from now. No file descriptor, one
+    /// small allocation on its first `Pending` poll.
+    ///
+    /// # Panics
+    ///
+    /// When polled (and not yet due) outside a trale executor.
+    pub fn sleep(duration: Duration) -> Sleep {
+        Self::sleep_until(Instant::now() + duration)
+    }
+
+    /// A future that completes at `deadline`.
+    pub fn sleep_until(deadline: Instant) -> Sleep {
+        Sleep { deadline, registered: None }
+    }
+
+    /// Runs `future` for at most `duration`: `Ok(output)` if it finished in
+    /// time, `Err(Elapsed)` (and `future` is dropped) otherwise.
+    pub async fn timeout<F: IntoFuture>(
+        duration: Duration,
+        future: F,
+    ) -> Result<F::Output, Elapsed> {
+        let mut future = pin!(future.into_future());
+        let mut sleep = Self::sleep(duration);
+        poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            Pin::new(&mut sleep).poll(cx).map(|()| Err(Elapsed(())))
+        })
+        .await
+    }
+
+    /// Ticks every `period`: the first tick completes at once, the n-th at
+    /// `start + n * period`. Deadlines are computed from the start, never
+    /// from when a tick was observed, so the interval does not drift; a
+    /// consumer that falls behind gets the missed ticks back to back.
+    ///
+    /// # Panics
+    ///
+    /// If `period` is zero.
+    pub fn interval(period: Duration) -> Interval {
+        assert!(!period.is_zero(), "Timer::interval: the period must be greater than zero");
+        Interval { next: Instant::now(), period }
+    }
+}
+
+/// Future of [`Timer::sleep`] and [`Timer::sleep_until`]. `Send`, `Unpin`.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    registered: Option<(Arc<Shared>, Arc<Entry>)>,
+}
+
+impl Sleep {
+    /// When this sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("registered", &self.registered.is_some())
+            .finish()
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered.as_ref().is_some_and(|(shared, _)| shared.is_closed()) {
+            // Its executor ended before it fired: start over on this one.
+            drop(self.registered.take());
+        }
+        if let Some((_, entry)) = &self.registered {
+            if entry.fired.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            entry.waker.register(cx.waker());
+            return if entry.fired.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending };
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let shared = executor::current().unwrap_or_else(|| {
+            panic!(
+                "a trale Timer was polled outside a trale executor: await it inside \
+                 Executor::block_on or a task spawned with Executor::spawn"
+            )
+        });
+        let entry = Arc::new(Entry::default());
+        entry.waker.register(cx.waker());
+        lock(&shared.reactor.timers).insert(self.deadline, entry.clone(), &shared.reactor);
+        self.registered = Some((shared, entry));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((shared, entry)) = self.registered.take() {
+            if !entry.fired.load(Ordering::Acquire) {
+                entry.cancelled.store(true, Ordering::Relaxed);
+                let parked = entry.waker.take();
+                lock(&shared.reactor.timers).note_cancelled();
+                drop(parked);
+            }
+        }
+    }
+}
+
+/// The error of [`Timer::timeout`]: the time ran out first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Periodic ticks without drift (see [`Timer::interval`]).
+#[derive(Debug)]
+pub struct Interval {
+    next: Instant,
+    period: Duration,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns its scheduled time.
+    pub async fn tick(&mut self) -> Instant {
+        Timer::sleep_until(self.next).await;
+        let at = self.next;
+        self.next += self.period;
+        at
+    }
+
+    /// The period between ticks.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
