@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
-use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
+use sync_core::atomic::{AtomicBool, Ordering};
 use sync_core::sync::Mutex;
 
 /// Task polls between two looks at timers and sockets (tokio uses the same).
@@ -68,7 +68,8 @@ fn lock(m: &Mutex<Inject>) -> sync_core::sync::MutexGuard<'_, Inject> {
 
 impl Shared {
     fn new() -> Arc<Self> {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        // A plain std counter: ids are not part of any loom model.
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         let reactor = Reactor::new().unwrap_or_else(|e| {
             panic!("trale: cannot create the executor's epoll, eventfd and timerfd: {e}")
         });

@@ -56,22 +56,20 @@ impl State {
     /// Sets `extra | SCHEDULED` unless complete; returns whether the caller
     /// must put the task in the run queue.
     fn schedule_with(&self, extra: usize) -> bool {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
-            if cur & COMPLETE != 0 || cur & (SCHEDULED | extra) == SCHEDULED | extra {
-                return false;
-            }
-            match self.0.compare_exchange_weak(
-                cur,
-                cur | SCHEDULED | extra,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                // Enqueue only if nobody else has: not already scheduled, and
-                // not running (the runner re-queues when its poll returns).
-                Ok(_) => return cur & (SCHEDULED | RUNNING) == 0,
-                Err(actual) => cur = actual,
-            }
+        // Always a read-modify-write, even when `SCHEDULED` is already set:
+        // a waker that only *read* "scheduled" would not be ordered before
+        // the executor's `start_poll`, which could then miss what the waker
+        // published before waking (loom finds that lost wake-up).
+        let prev = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur & COMPLETE == 0).then_some(cur | SCHEDULED | extra)
+            });
+        match prev {
+            // Enqueue only if nobody else has: not already scheduled, and
+            // not running (the runner re-queues when its poll returns).
+            Ok(cur) => cur & (SCHEDULED | RUNNING) == 0,
+            Err(_) => false,
         }
     }
 
