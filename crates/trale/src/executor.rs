@@ -131,7 +131,11 @@ struct Registry {
 
 impl Registry {
     const fn new() -> Self {
-        Self { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 
     fn insert(&mut self, task: Task) {
@@ -149,7 +153,9 @@ impl Registry {
 
     fn remove(&mut self, key: usize) -> Option<Task> {
         let task = self.slots.get_mut(key)?.take()?;
-        task.header().registry_key.store(UNREGISTERED, Ordering::Relaxed);
+        task.header()
+            .registry_key
+            .store(UNREGISTERED, Ordering::Relaxed);
         self.free.push(key);
         self.len -= 1;
         Some(task)
@@ -330,7 +336,9 @@ impl Drop for Enter {
 
 fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Output {
     let _enter = Enter::new(shared.clone());
-    let main_waker = Waker::from(Arc::new(MainWaker { shared: shared.clone() }));
+    let main_waker = Waker::from(Arc::new(MainWaker {
+        shared: shared.clone(),
+    }));
     let mut cx = Context::from_waker(&main_waker);
     let mut future = pin!(future);
     let mut output = None;
@@ -344,10 +352,10 @@ fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Outp
                 output = Some(value);
             }
         }
-        if output.is_some() && REGISTRY.with(|r| r.borrow().len) == 0 {
+        let more = run_tasks(&shared);
+        if !more && output.is_some() && REGISTRY.with(|r| r.borrow().len) == 0 {
             return output.take().expect("checked above");
         }
-        let more = run_tasks(&shared);
         let main_ready = output.is_none() && shared.main_woken.load(Ordering::Acquire);
         if more || main_ready {
             shared.reactor.turn(false);

@@ -152,7 +152,10 @@ impl Reactor {
                 let index = u32::try_from(slab.slots.len()).map_err(|_| {
                     io::Error::other("trale: more than 2^32 sockets on one executor")
                 })?;
-                slab.slots.push(IoSlot { generation: 0, io: None });
+                slab.slots.push(IoSlot {
+                    generation: 0,
+                    io: None,
+                });
                 index
             }
         };
@@ -184,7 +187,11 @@ impl Reactor {
 
     /// How many sockets are registered (diagnostics and tests).
     pub(crate) fn registered(&self) -> usize {
-        lock(&self.io).slots.iter().filter(|s| s.io.is_some()).count()
+        lock(&self.io)
+            .slots
+            .iter()
+            .filter(|s| s.io.is_some())
+            .count()
     }
 
     /// Arms the timerfd for `deadline` (called with the timer heap locked).
@@ -197,7 +204,11 @@ impl Reactor {
     /// tasks they concern, timers last, in deadline order.
     pub(crate) fn turn(&self, may_block: bool) {
         let mut scratch = lock(&self.scratch);
-        let Scratch { raw, events, wakers } = &mut *scratch;
+        let Scratch {
+            raw,
+            events,
+            wakers,
+        } = &mut *scratch;
         let timeout = if may_block {
             self.timerfd.emulated_timeout()
         } else {
@@ -217,9 +228,11 @@ impl Reactor {
                     let Some(slot) = slab.slots.get((token as u32) as usize) else {
                         continue;
                     };
-                    let Some(io) = slot.io.as_ref().filter(|_| {
-                        u64::from(slot.generation) == token >> 32
-                    }) else {
+                    let Some(io) = slot
+                        .io
+                        .as_ref()
+                        .filter(|_| u64::from(slot.generation) == token >> 32)
+                    else {
                         continue; // a stale event for a socket since dropped
                     };
                     if event.readable || event.failed {

@@ -41,7 +41,9 @@ impl Epoll {
         // new descriptor that nothing else owns.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -134,7 +136,9 @@ impl EventFd {
         // SAFETY: no pointers; a non-negative return is a new descriptor.
         let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     pub(crate) fn raw(&self) -> RawFd {
@@ -185,15 +189,22 @@ impl TimerFd {
     pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: no pointers; a non-negative return is a new descriptor.
         let fd = check(unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
         })?;
         // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     #[cfg(miri)]
     pub(crate) fn new() -> io::Result<Self> {
-        Ok(Self { armed: std::sync::Mutex::new(None) })
+        Ok(Self {
+            armed: std::sync::Mutex::new(None),
+        })
     }
 
     /// The descriptor to watch, if this build has one.
@@ -211,14 +222,23 @@ impl TimerFd {
             // `Instant` is CLOCK_MONOTONIC on Linux, but its fields are private:
             // translate through "how far from now".
             let now = Instant::now();
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             // SAFETY: writes one `timespec` into a live local.
             unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
             let base = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
             // A deadline in the past still arms (at "now"): zero would disarm.
-            let at = base + deadline.saturating_duration_since(now).max(Duration::from_nanos(1));
+            let at = base
+                + deadline
+                    .saturating_duration_since(now)
+                    .max(Duration::from_nanos(1));
             let spec = libc::itimerspec {
-                it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
                 it_value: libc::timespec {
                     tv_sec: at.as_secs() as libc::time_t,
                     tv_nsec: at.subsec_nanos() as libc::c_long,
@@ -273,7 +293,11 @@ pub(crate) fn tcp_connect_start(addr: SocketAddr) -> io::Result<std::net::TcpStr
     };
     // SAFETY: no pointers; a non-negative return is a new descriptor.
     let fd = check(unsafe {
-        libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
     })?;
     // SAFETY: `fd` was just created and is owned by no one else; from here on
     // it is closed by the stream's drop on every path.
@@ -313,7 +337,9 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: `sockaddr_storage` is larger than and suitably aligned
@@ -326,7 +352,9 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: `sockaddr_storage` is larger than and suitably aligned

@@ -72,7 +72,11 @@ pub(crate) struct TimerHeap {
 
 impl TimerHeap {
     fn insert(&mut self, deadline: Instant, entry: Arc<Entry>, timerfd: &crate::reactor::Reactor) {
-        self.heap.push(Queued { deadline, seq: self.next_seq, entry });
+        self.heap.push(Queued {
+            deadline,
+            seq: self.next_seq,
+            entry,
+        });
         self.next_seq += 1;
         if self.armed.is_none_or(|armed| deadline < armed) {
             timerfd.arm_timer(deadline);
@@ -83,14 +87,20 @@ impl TimerHeap {
     fn note_cancelled(&mut self) {
         self.cancelled += 1;
         if self.cancelled > 64 && self.cancelled > self.heap.len() / 2 {
-            self.heap.retain(|q| !q.entry.cancelled.load(Ordering::Relaxed));
+            self.heap
+                .retain(|q| !q.entry.cancelled.load(Ordering::Relaxed));
             self.cancelled = 0;
         }
     }
 
     /// Pops every entry due at `now`, collecting wakers in deadline order,
     /// and re-arms the timerfd for the next one.
-    pub(crate) fn fire_expired(&mut self, now: Instant, timerfd: &TimerFd, wakers: &mut Vec<Waker>) {
+    pub(crate) fn fire_expired(
+        &mut self,
+        now: Instant,
+        timerfd: &TimerFd,
+        wakers: &mut Vec<Waker>,
+    ) {
         while let Some(first) = self.heap.peek() {
             if first.deadline > now {
                 break;
@@ -146,7 +156,10 @@ impl Timer {
 
     /// A future that completes at `deadline`.
     pub fn sleep_until(deadline: Instant) -> Sleep {
-        Sleep { deadline, registered: None }
+        Sleep {
+            deadline,
+            registered: None,
+        }
     }
 
     /// Runs `future` for at most `duration`: `Ok(output)` if it finished in
@@ -175,8 +188,14 @@ impl Timer {
     ///
     /// If `period` is zero.
     pub fn interval(period: Duration) -> Interval {
-        assert!(!period.is_zero(), "Timer::interval: the period must be greater than zero");
-        Interval { next: Instant::now(), period }
+        assert!(
+            !period.is_zero(),
+            "Timer::interval: the period must be greater than zero"
+        );
+        Interval {
+            next: Instant::now(),
+            period,
+        }
     }
 }
 
@@ -207,7 +226,11 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.registered.as_ref().is_some_and(|(shared, _)| shared.is_closed()) {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|(shared, _)| shared.is_closed())
+        {
             // Its executor ended before it fired: start over on this one.
             drop(self.registered.take());
         }
@@ -216,7 +239,11 @@ impl Future for Sleep {
                 return Poll::Ready(());
             }
             entry.waker.register(cx.waker());
-            return if entry.fired.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending };
+            return if entry.fired.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
         }
         if Instant::now() >= self.deadline {
             return Poll::Ready(());

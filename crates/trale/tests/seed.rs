@@ -28,5 +28,8 @@ fn seed_example_two_sleeps_finish_together() {
     // Behaviour, not speed: run one after the other they would take 4 s.
     let took = start.elapsed();
     assert!(took >= Duration::from_secs(2), "woke early: {took:?}");
-    assert!(took < Duration::from_millis(3900), "the sleeps did not overlap: {took:?}");
+    assert!(
+        took < Duration::from_millis(3900),
+        "the sleeps did not overlap: {took:?}"
+    );
 }

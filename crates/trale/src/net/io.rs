@@ -32,7 +32,10 @@ pub(crate) struct Io<S: AsRawFd> {
 impl<S: AsRawFd> Io<S> {
     /// Wraps a socket that is already in non-blocking mode.
     pub(crate) fn new(socket: S) -> Self {
-        Self { registration: OnceLock::new(), socket }
+        Self {
+            registration: OnceLock::new(),
+            socket,
+        }
     }
 
     pub(crate) fn get(&self) -> &S {
@@ -41,7 +44,10 @@ impl<S: AsRawFd> Io<S> {
 
     /// Deregisters and returns the socket.
     pub(crate) fn into_inner(self) -> S {
-        let Io { registration, socket } = self;
+        let Io {
+            registration,
+            socket,
+        } = self;
         drop(registration);
         socket
     }
@@ -55,7 +61,10 @@ impl<S: AsRawFd> Io<S> {
                      (its block_on returned); a socket stays with the executor that first used it"
                 );
             }
-            if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &reg.shared)) {
+            if !current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &reg.shared))
+            {
                 panic!(
                     "a trale socket was used on a different executor than the one it first \
                      waited on (or outside any executor); a socket stays registered with the \
@@ -72,7 +81,12 @@ impl<S: AsRawFd> Io<S> {
         });
         let fd = self.socket.as_raw_fd();
         let (token, io) = shared.reactor.register(fd)?;
-        let reg = Registration { shared, fd, token, io };
+        let reg = Registration {
+            shared,
+            fd,
+            token,
+            io,
+        };
         // Registering needs the current executor, and only its one thread can
         // get here for this socket, so `set` does not race.
         if let Err(lost) = self.registration.set(reg) {

@@ -24,7 +24,9 @@ impl TcpListener {
     /// Wraps a std listener (switching it to non-blocking mode).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
-        Ok(Self { io: Io::new(listener) })
+        Ok(Self {
+            io: Io::new(listener),
+        })
     }
 
     /// Deregisters the listener and returns it, back in blocking mode.
@@ -49,7 +51,9 @@ impl TcpListener {
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener").field("socket", self.io.get()).finish()
+        f.debug_struct("TcpListener")
+            .field("socket", self.io.get())
+            .finish()
     }
 }
 
@@ -74,7 +78,9 @@ impl TcpStream {
     }
 
     async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream { io: Io::new(sys::tcp_connect_start(addr)?) };
+        let stream = TcpStream {
+            io: Io::new(sys::tcp_connect_start(addr)?),
+        };
         // Connected once writable with no pending error; until then
         // `peer_addr` says "not connected", which we treat as "wait".
         poll_fn(|cx| {
@@ -98,7 +104,9 @@ impl TcpStream {
     /// Wraps a connected std stream (switching it to non-blocking mode).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
-        Ok(Self { io: Io::new(stream) })
+        Ok(Self {
+            io: Io::new(stream),
+        })
     }
 
     /// Deregisters the stream and returns it, back in blocking mode.
@@ -111,15 +119,21 @@ impl TcpStream {
     /// Reads what is available, waiting until something is: the number of
     /// bytes read, 0 at the end of the stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Read, |mut s| io::Read::read(&mut s, buf)))
-            .await
+        poll_fn(|cx| {
+            self.io
+                .poll_op(cx, Direction::Read, |mut s| io::Read::read(&mut s, buf))
+        })
+        .await
     }
 
     /// Writes what fits, waiting until something does: the number of bytes
     /// written.
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Write, |mut s| io::Write::write(&mut s, buf)))
-            .await
+        poll_fn(|cx| {
+            self.io
+                .poll_op(cx, Direction::Write, |mut s| io::Write::write(&mut s, buf))
+        })
+        .await
     }
 
     /// Reads exactly `buf.len()` bytes; `UnexpectedEof` if the stream ends
@@ -173,6 +187,8 @@ impl TcpStream {
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream").field("socket", self.io.get()).finish()
+        f.debug_struct("TcpStream")
+            .field("socket", self.io.get())
+            .finish()
     }
 }

@@ -21,7 +21,9 @@ impl UdpSocket {
     /// Wraps a std socket (switching it to non-blocking mode).
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
-        Ok(Self { io: Io::new(socket) })
+        Ok(Self {
+            io: Io::new(socket),
+        })
     }
 
     /// Deregisters the socket and returns it, back in blocking mode.
@@ -52,7 +54,11 @@ impl UdpSocket {
     /// full.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
         let target = super::resolve(target)?[0];
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Write, |s| s.send_to(buf, target))).await
+        poll_fn(|cx| {
+            self.io
+                .poll_op(cx, Direction::Write, |s| s.send_to(buf, target))
+        })
+        .await
     }
 
     /// Receives one datagram; its length and sender. Waits until one
@@ -74,6 +80,8 @@ impl UdpSocket {
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket").field("socket", self.io.get()).finish()
+        f.debug_struct("UdpSocket")
+            .field("socket", self.io.get())
+            .finish()
     }
 }

@@ -205,7 +205,10 @@ unsafe impl<T> Sync for TaskJoiner<T> {}
 
 impl<T> TaskJoiner<T> {
     fn new(task: Arc<dyn JoinTarget<T>>) -> Self {
-        Self { task: Some(task), _output: PhantomData }
+        Self {
+            task: Some(task),
+            _output: PhantomData,
+        }
     }
 
     fn target(&self) -> &Arc<dyn JoinTarget<T>> {
@@ -301,7 +304,10 @@ impl<T> Drop for TaskJoiner<T> {
 impl<T> fmt::Debug for TaskJoiner<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskJoiner")
-            .field("finished", &self.task.as_ref().map(|t| t.header().state.is_complete()))
+            .field(
+                "finished",
+                &self.task.as_ref().map(|t| t.header().state.is_complete()),
+            )
             .finish()
     }
 }

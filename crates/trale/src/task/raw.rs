@@ -101,15 +101,18 @@ impl<F: Future + 'static> TaskCell<F> {
     fn finish(&self, outcome: Outcome<F::Output>) {
         // SAFETY: `COMPLETE` is not set yet, so the joiner does not read the
         // slot; only this (owning) thread writes it.
-        self.output.with_mut(|slot| unsafe { *slot = Some(outcome) });
+        self.output
+            .with_mut(|slot| unsafe { *slot = Some(outcome) });
         if self.header.state.complete() {
             // The joiner detached first and will never look: the result is ours.
             // SAFETY: `complete` saw `DETACHED`, so the joiner has left and
             // nobody else touches the slot.
             let orphan = self.output.with_mut(|slot| unsafe { (*slot).take() });
             drop_quietly(orphan);
-        } else {
-            self.join_waker.wake();
+        } else if let Some(waker) = self.join_waker.take() {
+            // The joiner's waker is foreign code running on the executor's
+            // thread: a panic in it must not take the executor down.
+            drop_quietly(catch_unwind(AssertUnwindSafe(move || waker.wake())));
         }
         executor::unregister(&self.header);
     }
