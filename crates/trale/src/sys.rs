@@ -19,6 +19,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Takes ownership of a descriptor that a syscall has just created.
+fn adopt(fd: libc::c_int) -> OwnedFd {
+    // SAFETY: every caller passes the non-negative return of a syscall that
+    // creates a descriptor, before anything else could have seen it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 /// What one ready file descriptor reported.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Event {
@@ -40,10 +47,7 @@ impl Epoll {
         // SAFETY: `epoll_create1` takes no pointers; a non-negative return is a
         // new descriptor that nothing else owns.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Self { fd: adopt(fd) })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -135,10 +139,7 @@ impl EventFd {
     pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: no pointers; a non-negative return is a new descriptor.
         let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Self { fd: adopt(fd) })
     }
 
     pub(crate) fn raw(&self) -> RawFd {
@@ -194,10 +195,7 @@ impl TimerFd {
                 libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
             )
         })?;
-        // SAFETY: `fd` was just created and is owned by no one else.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Self { fd: adopt(fd) })
     }
 
     #[cfg(miri)]
