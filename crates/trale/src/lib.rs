@@ -107,8 +107,8 @@ pub mod diagnostics {
         crate::executor::current().map(|s| s.reactor.registered())
     }
 
-    /// Deadlines in the current executor's timer heap (fired ones excluded;
-    /// cancelled ones included until swept).
+    /// Deadlines pending in the current executor's timer heap (neither
+    /// fired nor cancelled).
     pub fn pending_timers() -> Option<usize> {
         crate::executor::current().map(|s| crate::reactor::lock(&s.reactor.timers).len())
     }

@@ -130,10 +130,9 @@ impl TimerHeap {
         self.cancelled = 0;
     }
 
-    /// Deadlines registered and not yet fired (cancelled ones included
-    /// until they are swept).
+    /// Deadlines registered, not yet fired and not cancelled.
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len().saturating_sub(self.cancelled)
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// A TCP listening socket.
 pub struct TcpListener {
@@ -190,5 +190,17 @@ impl fmt::Debug for TcpStream {
         f.debug_struct("TcpStream")
             .field("socket", self.io.get())
             .finish()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.get().as_raw_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.get().as_raw_fd()
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 
 /// A UDP socket whose sends and receives are futures.
 pub struct UdpSocket {
@@ -83,5 +84,11 @@ impl fmt::Debug for UdpSocket {
         f.debug_struct("UdpSocket")
             .field("socket", self.io.get())
             .finish()
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.get().as_raw_fd()
     }
 }
