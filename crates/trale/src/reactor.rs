@@ -120,9 +120,9 @@ impl Reactor {
         let epoll = Epoll::new()?;
         let eventfd = EventFd::new()?;
         let timerfd = TimerFd::new()?;
-        epoll.add_level(eventfd.raw(), TOKEN_EVENTFD)?;
+        epoll.add_reader(eventfd.raw(), TOKEN_EVENTFD)?;
         if let Some(fd) = timerfd.raw() {
-            epoll.add_level(fd, TOKEN_TIMERFD)?;
+            epoll.add_reader(fd, TOKEN_TIMERFD)?;
         }
         Ok(Self {
             epoll,

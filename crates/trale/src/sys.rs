@@ -65,10 +65,11 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events as u32, token)
     }
 
-    /// Watches `fd` for reading, level-triggered (the eventfd and timerfd,
-    /// which the loop drains every time they fire).
-    pub(crate) fn add_level(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, token)
+    /// Watches `fd` for reading, edge-triggered (the eventfd and timerfd:
+    /// every write or expiry is a new edge, and the loop drains them when
+    /// they fire).
+    pub(crate) fn add_reader(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, (libc::EPOLLIN | libc::EPOLLET) as u32, token)
     }
 
     pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
