@@ -69,7 +69,12 @@ impl Epoll {
     /// every write or expiry is a new edge, and the loop drains them when
     /// they fire).
     pub(crate) fn add_reader(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, (libc::EPOLLIN | libc::EPOLLET) as u32, token)
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            fd,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            token,
+        )
     }
 
     pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {

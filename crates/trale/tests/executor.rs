@@ -422,6 +422,36 @@ fn timers_fire_in_deadline_order() {
     assert_eq!(*order.lock().unwrap(), vec![0, 5, 10, 10, 20, 30, 40]);
 }
 
+/// Deadlines that all come due while the executor is busy are woken in
+/// deadline order within one turn of the reactor.
+#[test]
+fn timers_due_in_the_same_turn_fire_in_deadline_order() {
+    let _dog = testkit::watchdog("timers_due_in_the_same_turn_fire_in_deadline_order");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let base =
+        std::time::Instant::now() + Duration::from_millis(if cfg!(miri) { 5_000 } else { 20 });
+    Executor::block_on_all(async {
+        for us in [300_u64, 100, 200, 0, 500, 400] {
+            let order = order.clone();
+            drop(Executor::spawn(async move {
+                Timer::sleep_until(base + Duration::from_micros(us)).await;
+                order.lock().unwrap().push(us);
+            }));
+        }
+        // Let every task register, then keep the thread busy past the last
+        // deadline: all six are due when the reactor next looks.
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert_eq!(trale::diagnostics::pending_timers(), Some(6));
+        let late = base + Duration::from_millis(2);
+        while std::time::Instant::now() < late {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), vec![0, 100, 200, 300, 400, 500]);
+}
+
 #[test]
 fn timeout_and_interval() {
     let _dog = testkit::watchdog("timeout_and_interval");
