@@ -184,7 +184,19 @@ fn join_returns_values_and_reraises_the_original_panic() {
         );
         assert_eq!(after.await, "still running");
     });
-    // The same through a blocking join on the background executor.
+}
+
+/// Miri rejects a process whose threads outlive `main`; the background
+/// executor thread never ends, so tests that start it skip Miri.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "starts the background executor thread, which outlives the test"
+)]
+fn blocking_join_on_the_background_executor_reraises_the_panic() {
+    let _dog = testkit::watchdog("blocking_join_on_the_background_executor_reraises_the_panic");
+    let ok = Executor::spawn(async { 6 * 7 });
+    assert_eq!(ok.join(), 42);
     let task = Executor::spawn(async { std::panic::panic_any(13_u32) });
     let payload = catch_unwind(AssertUnwindSafe(|| task.join())).unwrap_err();
     assert_eq!(*payload.downcast::<u32>().unwrap(), 13);
@@ -352,9 +364,18 @@ fn blocking_join_inside_the_same_executor_panics_instead_of_hanging() {
             .or_else(|| err.downcast_ref::<String>().cloned())
             .unwrap();
         assert!(msg.contains("Use `.await`"), "{msg}");
-        // Inside a task of the background executor, joining another of its
-        // tasks: same.
     });
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "starts the background executor thread, which outlives the test"
+)]
+fn blocking_join_inside_the_background_executor_panics_instead_of_hanging() {
+    let _dog = testkit::watchdog("blocking_join_inside_the_background_executor_panics");
+    // Inside a task of the background executor, joining another of its
+    // tasks.
     let outcome = Executor::spawn(async {
         let sibling = Executor::spawn(async { 1 });
         catch_unwind(AssertUnwindSafe(|| sibling.join())).is_err()

@@ -564,3 +564,22 @@ fn a_socket_used_after_its_executor_ended_panics_with_a_message() {
         assert_eq!(again.recv_from(&mut buf).await.unwrap().0, 2);
     });
 }
+
+#[test]
+fn tcp_listener_sets_so_reuseaddr() {
+    let listener = TcpListener::bind(V4).unwrap();
+    let mut on: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` and `len` are live locals of the sizes passed.
+    let r = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw mut on).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(on, 1);
+}
