@@ -194,7 +194,7 @@ fn pinned_task_futures_are_dropped_where_they_were_polled() {
 // Finding 2 (hang): a yielding task starves every cross-thread wake.
 // ---------------------------------------------------------------------------
 
-/// Finding 2: `run_tasks` (`src/executor.rs:708-722`) only looks at the
+/// Finding 2: `run_tasks` (`src/executor.rs:380-394`) only looks at the
 /// `inject` queue (wakes and aborts from other threads, every `spawn` onto
 /// the background executor) when the thread-local run queue is *empty*. A
 /// task that yields in a loop (the cooperative pattern `yield_now` exists
@@ -252,12 +252,12 @@ fn a_yielding_task_does_not_starve_cross_thread_wakes() {
 // ---------------------------------------------------------------------------
 
 /// Finding 3: once a `Sleep` is registered with executor A, `Sleep::poll`
-/// (`src/timer.rs:507-526`) never checks which executor (if any) polls it
+/// (`src/timer.rs:227-246`) never checks which executor (if any) polls it
 /// again: polled inside executor B, or on a plain thread, it silently
 /// parks B's waker in A's timer heap instead of panicking with the promised
-/// misuse message. When A then ends, `Enter::drop` (`src/executor.rs:656`)
-/// takes that foreign waker out of the heap (`reactor.rs:255`,
-/// `timer.rs:406`) and *drops* it without waking it: B sleeps forever,
+/// misuse message. When A then ends, `Enter::drop` (`src/executor.rs:328`)
+/// takes that foreign waker out of the heap (`src/reactor.rs:255`,
+/// `src/timer.rs:126`) and *drops* it without waking it: B sleeps forever,
 /// although the deadline passes. Fix: wake (not drop) the parked wakers at
 /// shutdown (wakes of the closing executor's own tasks are no-ops), so a
 /// foreign waiter re-polls and re-registers on its own executor; and/or
@@ -310,7 +310,7 @@ fn a_sleep_awaited_on_a_second_executor_survives_the_first_ending() {
 /// woken; it unwinds out of `Reactor::turn` and out of the executor loop.
 /// On a `block_on` executor that tears down every task; on the background
 /// executor it ends the `trale-global` thread for good, and from then on
-/// `push_remote` (`src/executor.rs:419-425`) silently drops every task
+/// `push_remote` (`src/executor.rs:91-96`) silently drops every task
 /// spawned from a plain thread: `Executor::spawn(async { 5 }).join()` hangs
 /// forever instead of panicking. A task that polls a `Sleep` with a waker
 /// of its own (any combinator with per-branch wakers) is enough. Fix: swallow
@@ -364,9 +364,17 @@ fn a_panicking_timer_waker_does_not_kill_the_background_executor() {
 /// `Runnable::run`, outside every `catch_unwind`. A waker whose `drop`
 /// panics (testkit's `PanicOnDrop`) then unwinds out of `run_tasks` and out
 /// of `block_on`, tearing down every task; on the background executor it
-/// kills the thread (then see finding 4). The README promises "a panic ...
-/// in a joiner's waker is caught". Fix: take the join waker out in `finish`
-/// (and in `detach`) in every case and drop it with `drop_quietly`.
+/// kills the thread (then see finding 4). Worse at shutdown: in `Enter::drop`
+/// (`src/executor.rs:322`, `Some(task) => task.cancel_now()`) the popped
+/// task's last `Arc` is dropped outside `drop_quietly`, so the panic leaves
+/// `Enter::drop` half done: `CURRENT`/`CURRENT_ID` stay set to the dead
+/// executor, and every later `block_on` on that thread panics "called inside
+/// a running trale executor" (and during an unwind, a hostile waker that
+/// panics anyway aborts the process). The README promises "a panic ... in a
+/// joiner's waker is caught". Fix: take the join waker out in `finish` (and
+/// in `detach`) in every case and drop it with `drop_quietly`; in
+/// `Enter::drop`, drop the popped task inside `drop_quietly` and reset the
+/// thread-locals from a guard that runs even if something unwinds.
 #[test]
 #[ignore = "finding 5: a detached joiner's stored waker panicking on drop escapes block_on"]
 fn a_detached_joiner_waker_that_panics_on_drop_is_caught() {
@@ -397,10 +405,35 @@ fn a_detached_joiner_waker_that_panics_on_drop_is_caught() {
         })
     }));
     hostile.disarm();
+    // The same at shutdown, on a fresh thread (its thread-locals get stuck).
+    let at_shutdown = within(Duration::from_secs(5), || {
+        let hostile = HostileWaker::new(Misbehaviour::PanicOnDrop);
+        let h = hostile.clone();
+        let first = catch_unwind(AssertUnwindSafe(|| {
+            Executor::block_on(async move {
+                let mut joiner = Executor::spawn(std::future::pending::<()>());
+                let waker = h.waker();
+                assert!(
+                    Pin::new(&mut joiner)
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+                h.disarm();
+                drop(waker);
+                h.arm();
+                drop(joiner);
+            })
+        }))
+        .is_ok();
+        hostile.disarm();
+        let next = catch_unwind(|| Executor::block_on(async { 2 })).ok();
+        (first, next)
+    });
     assert_eq!(
-        outcome.ok(),
-        Some("executor survived"),
-        "a panic from the detached joiner's waker escaped block_on"
+        (outcome.ok(), at_shutdown),
+        (Some("executor survived"), Some((true, Some(2)))),
+        "a panic from a detached joiner's waker escaped block_on \
+         (while running, then at shutdown, then the thread's next block_on)"
     );
 }
 
@@ -408,7 +441,7 @@ fn a_detached_joiner_waker_that_panics_on_drop_is_caught() {
 // Finding 6 (hang): a task spawned while the executor shuts down.
 // ---------------------------------------------------------------------------
 
-/// Finding 6: `Enter::drop` (`src/executor.rs:636-663`) cancels every
+/// Finding 6: `Enter::drop` (`src/executor.rs:308-335`) cancels every
 /// registered task first and only then drops the wakers parked in timers
 /// and sockets (`reactor.shutdown()`), while this thread is still the
 /// executor's. A waker's destructor that spawns (here a `ReentrantWaker`
@@ -460,10 +493,10 @@ fn a_task_spawned_during_shutdown_does_not_strand_the_next_executor() {
 // ---------------------------------------------------------------------------
 
 /// Finding 7: `Timer::sleep` computes `Instant::now() + duration`
-/// (`src/timer.rs:433`), which panics ("overflow when adding duration to
+/// (`src/timer.rs:153`), which panics ("overflow when adding duration to
 /// instant") for `Duration::MAX` and other huge values; so does
 /// `Timer::timeout(Duration::MAX, f)`, the usual way to say "no timeout",
-/// and `Interval::tick` (`self.next += self.period`, `timer.rs:581`) for a
+/// and `Interval::tick` (`self.next += self.period`, `src/timer.rs:301`) for a
 /// huge period. The spec calls `sleep` infallible. Fix: saturate
 /// (`checked_add`, falling back to a far-future deadline such as now + 30
 /// years, as tokio does); a far deadline then simply never fires.
@@ -483,7 +516,7 @@ fn huge_durations_do_not_panic() {
 // Finding 8 (wrong result): `timeout`'s clock starts at its first poll.
 // ---------------------------------------------------------------------------
 
-/// Finding 8: `Timer::timeout` is an `async fn` (`src/timer.rs:446-459`),
+/// Finding 8: `Timer::timeout` is an `async fn` (`src/timer.rs:166-179`),
 /// so its `Self::sleep(duration)` runs at the first *poll*, not when
 /// `timeout` is called; `Timer::sleep(d)` by contrast fixes its deadline
 /// when called. A timeout created and polled later (queued behind other
@@ -510,7 +543,7 @@ fn timeout_deadline_is_fixed_when_timeout_is_called() {
 // ---------------------------------------------------------------------------
 
 /// Finding 9: `Enter::drop` cancels tasks with `Registry::pop_any`
-/// (`src/executor.rs:492-495`), which scans the slot vector from the end
+/// (`src/executor.rs:164-167`), which scans the slot vector from the end
 /// with `rposition` each time; the scanned tail of `None`s grows by one per
 /// call, so dropping n pending tasks costs n²/2 slot checks. With 20,000
 /// pending tasks (debug build) `block_on` takes seconds to return, at
@@ -542,7 +575,7 @@ fn shutdown_with_many_pending_tasks_is_fast() {
 // ---------------------------------------------------------------------------
 
 /// Finding 10: the epoll, eventfd and timerfd live in `Shared`
-/// (`src/executor.rs:371-379`), which every `TaskCell`, task `Waker`,
+/// (`src/executor.rs:43-51`), which every `TaskCell`, task `Waker`,
 /// registered `Sleep` and socket `Registration` holds an `Arc` of. Anything
 /// of those that outlives its executor (a joiner of a task cancelled at
 /// shutdown, a waker left in a channel, a sleep or a socket kept for
@@ -574,7 +607,7 @@ fn a_dead_executor_does_not_keep_its_fds() {
 // ---------------------------------------------------------------------------
 
 /// Finding 11: when several deadlines fall due in one reactor turn, the
-/// reactor wakes them in deadline order, but the loop (`src/executor.rs:673`)
+/// reactor wakes them in deadline order, but the loop (`src/executor.rs:346`)
 /// always polls the `block_on` future before the run queue; so a `block_on`
 /// future whose sleep ends at +20 ms runs before a task whose sleep ended at
 /// +5 ms. "Timers with different deadlines fire in deadline order" holds for
