@@ -342,9 +342,12 @@ fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Outp
     let mut cx = Context::from_waker(&main_waker);
     let mut future = pin!(future);
     let mut output = None;
+    // Polls (main future and tasks) since the reactor last looked.
+    let mut since_turn = 0;
     loop {
         if output.is_none() && shared.main_woken.swap(false, Ordering::AcqRel) {
             reset_budget();
+            since_turn += 1;
             if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
                 if !wait_for_all {
                     return value;
@@ -352,13 +355,19 @@ fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Outp
                 output = Some(value);
             }
         }
-        let more = run_tasks(&shared);
+        let (more, polled) = run_tasks(&shared, BUDGET.saturating_sub(since_turn).max(1));
+        since_turn += polled;
         if !more && output.is_some() && REGISTRY.with(|r| r.borrow().len) == 0 {
             return output.take().expect("checked above");
         }
         let main_ready = output.is_none() && shared.main_woken.load(Ordering::Acquire);
         if more || main_ready {
-            shared.reactor.turn(false);
+            // Work is waiting: look at timers and sockets only once per
+            // `BUDGET` polls (a syscall per poll would double a yield's cost).
+            if since_turn >= BUDGET {
+                shared.reactor.turn(false);
+                since_turn = 0;
+            }
         } else {
             let may_sleep = {
                 let mut inject = lock(&shared.inject);
@@ -369,6 +378,7 @@ fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Outp
                 sleep
             };
             shared.reactor.turn(may_sleep);
+            since_turn = 0;
             if may_sleep {
                 lock(&shared.inject).sleeping = false;
             }
@@ -376,16 +386,18 @@ fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Outp
     }
 }
 
-/// Polls up to [`BUDGET`] tasks. Returns whether runnable tasks are left.
-fn run_tasks(shared: &Shared) -> bool {
-    for _ in 0..BUDGET {
+/// Polls up to `limit` tasks. Returns whether runnable tasks are left, and
+/// how many were polled.
+fn run_tasks(shared: &Shared, limit: usize) -> (bool, usize) {
+    let mut polled = 0;
+    while polled < limit {
         let next = RUN_QUEUE.with(|q| q.borrow_mut().pop_front());
         let task = match next {
             Some(task) => task,
             None => {
                 let mut inject = lock(&shared.inject);
                 if inject.queue.is_empty() {
-                    return false;
+                    return (false, polled);
                 }
                 let batch = std::mem::take(&mut inject.queue);
                 drop(inject);
@@ -400,6 +412,8 @@ fn run_tasks(shared: &Shared) -> bool {
             REGISTRY.with(|r| r.borrow_mut().insert(task.clone()));
         }
         task.run();
+        polled += 1;
     }
-    RUN_QUEUE.with(|q| !q.borrow().is_empty()) || !lock(&shared.inject).queue.is_empty()
+    let more = RUN_QUEUE.with(|q| !q.borrow().is_empty()) || !lock(&shared.inject).queue.is_empty();
+    (more, polled)
 }

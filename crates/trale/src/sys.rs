@@ -34,6 +34,9 @@ pub(crate) struct Event {
     pub(crate) writable: bool,
     /// `EPOLLERR` or `EPOLLHUP`: both directions must find out.
     pub(crate) failed: bool,
+    /// `EPOLLRDHUP` or `EPOLLHUP`: the peer will send nothing more, so a
+    /// read returns at once (with 0) from now on.
+    pub(crate) read_closed: bool,
 }
 
 /// An epoll instance.
@@ -129,6 +132,7 @@ impl Epoll {
                 readable: bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
                 writable: bits & libc::EPOLLOUT != 0,
                 failed: bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0,
+                read_closed: bits & (libc::EPOLLRDHUP | libc::EPOLLHUP) != 0,
             });
         }
         Ok(())
@@ -152,15 +156,21 @@ impl EventFd {
         self.fd.as_raw_fd()
     }
 
-    /// Adds one to the counter, making the fd readable. Never blocks: a full
-    /// counter (2^64 - 2 pending wakes) already means "readable".
+    /// Adds one to the counter: a new readiness event for the epoll
+    /// instance watching it. Never blocks: if the counter is full (after
+    /// 2^64 - 2 un-drained wakes) it is reset and written again.
     pub(crate) fn notify(&self) {
         let one: u64 = 1;
         loop {
             // SAFETY: writes 8 bytes from a live `u64`.
             let n = unsafe { libc::write(self.raw(), (&raw const one).cast(), 8) };
-            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            if n >= 0 {
                 return;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => self.drain(),
+                _ => return,
             }
         }
     }

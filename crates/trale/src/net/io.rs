@@ -53,7 +53,6 @@ impl<S: AsRawFd> Io<S> {
     }
 
     fn registration(&self) -> io::Result<&ScheduledIo> {
-        let current = executor::current();
         if let Some(reg) = self.registration.get() {
             if reg.shared.is_closed() {
                 panic!(
@@ -61,10 +60,7 @@ impl<S: AsRawFd> Io<S> {
                      (its block_on returned); a socket stays with the executor that first used it"
                 );
             }
-            if !current
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &reg.shared))
-            {
+            if !executor::is_current(&reg.shared) {
                 panic!(
                     "a trale socket was used on a different executor than the one it first \
                      waited on (or outside any executor); a socket stays registered with the \
@@ -73,7 +69,7 @@ impl<S: AsRawFd> Io<S> {
             }
             return Ok(&reg.io);
         }
-        let shared = current.unwrap_or_else(|| {
+        let shared = executor::current().unwrap_or_else(|| {
             panic!(
                 "a trale socket was awaited outside a trale executor: use it inside \
                  Executor::block_on or a task spawned with Executor::spawn"
@@ -101,7 +97,21 @@ impl<S: AsRawFd> Io<S> {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_op_hinted(cx, dir, op, |_| false)
+    }
+
+    /// [`poll_op`](Self::poll_op) for a stream read: a read that returned
+    /// fewer bytes than asked for emptied the socket, so the next read waits
+    /// for the next readiness event instead of trying a syscall that can
+    /// only say `EAGAIN` (edge-triggered: new data is a new event).
+    pub(crate) fn poll_op_hinted<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
         mut op: impl FnMut(&S) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         if !executor::take_io_budget(cx) {
             return Poll::Pending;
@@ -112,6 +122,12 @@ impl<S: AsRawFd> Io<S> {
         };
         loop {
             let seq = io.seq(dir);
+            if io.is_drained(dir, seq) {
+                if io.park(dir, seq, cx.waker()) {
+                    return Poll::Pending;
+                }
+                continue;
+            }
             match op(&self.socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if io.park(dir, seq, cx.waker()) {
@@ -119,7 +135,13 @@ impl<S: AsRawFd> Io<S> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
+                Ok(value) => {
+                    if drained(&value) {
+                        io.set_drained(dir, seq);
+                    }
+                    return Poll::Ready(Ok(value));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -33,3 +33,13 @@ fn resolve(addr: impl ToSocketAddrs) -> std::io::Result<Vec<SocketAddr>> {
     }
     Ok(addrs)
 }
+
+/// The first address `addr` resolves to (no allocation for a `SocketAddr`).
+fn resolve_first(addr: impl ToSocketAddrs) -> std::io::Result<SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    })
+}

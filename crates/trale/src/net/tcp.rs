@@ -119,9 +119,15 @@ impl TcpStream {
     /// Reads what is available, waiting until something is: the number of
     /// bytes read, 0 at the end of the stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let asked = buf.len();
         poll_fn(|cx| {
-            self.io
-                .poll_op(cx, Direction::Read, |mut s| io::Read::read(&mut s, buf))
+            self.io.poll_op_hinted(
+                cx,
+                Direction::Read,
+                |mut s| io::Read::read(&mut s, buf),
+                // Fewer bytes than asked for (but not end of stream): empty now.
+                |&n| n > 0 && n < asked,
+            )
         })
         .await
     }

@@ -54,7 +54,7 @@ impl UdpSocket {
     /// pass a `SocketAddr` to avoid that). Waits while the send buffer is
     /// full.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let target = super::resolve(target)?[0];
+        let target = super::resolve_first(target)?;
         poll_fn(|cx| {
             self.io
                 .poll_op(cx, Direction::Write, |s| s.send_to(buf, target))
