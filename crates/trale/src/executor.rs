@@ -24,8 +24,9 @@ use crate::task::{Header, Runnable, TaskCell, UNREGISTERED, drop_quietly};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use sync_core::atomic::{AtomicBool, Ordering};
 use sync_core::sync::Mutex;
@@ -39,7 +40,27 @@ const IO_BUDGET: u32 = 128;
 
 type Task = Arc<dyn Runnable>;
 
+/// What the run queue holds: tasks, and the `block_on` future's turn. The
+/// main future waits in the same queue as the tasks, so wake-ups (timers
+/// due in one turn, say) are served in the order they happened.
+enum Job {
+    Task(Task),
+    Main,
+}
+
+/// Queues the main future's turn, unless it is already queued.
+fn queue_main() {
+    if !MAIN_QUEUED.with(|q| q.replace(true)) {
+        RUN_QUEUE.with(|q| q.borrow_mut().push_back(Job::Main));
+    }
+}
+
 /// The part of an executor that other threads, wakers and sockets reach.
+///
+/// Only the running loop (and the background executor's static) hold it
+/// strongly; tasks, wakers, sleeps and sockets hold an [`ExecutorRef`], so
+/// the epoll, eventfd and timerfd are closed as soon as the loop ends, not
+/// when the last joiner or socket of the executor is dropped.
 pub(crate) struct Shared {
     id: usize,
     inject: Mutex<Inject>,
@@ -50,13 +71,39 @@ pub(crate) struct Shared {
     pub(crate) reactor: Reactor,
 }
 
+/// A weak handle on an executor: cheap "is it the one running here?"
+/// checks by id, and the shared part while the executor lives.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecutorRef {
+    id: usize,
+    shared: Weak<Shared>,
+}
+
+impl ExecutorRef {
+    /// Whether this executor's loop runs on this thread right now.
+    pub(crate) fn is_current(&self) -> bool {
+        CURRENT_ID.with(Cell::get) == self.id
+    }
+
+    /// The executor's shared part, unless it has ended.
+    pub(crate) fn upgrade(&self) -> Option<Arc<Shared>> {
+        self.shared.upgrade().filter(|s| !s.is_closed())
+    }
+
+    /// The shared part while it exists, also during the executor's shutdown
+    /// (to undo registrations while its epoll instance is still open).
+    pub(crate) fn upgrade_even_closing(&self) -> Option<Arc<Shared>> {
+        self.shared.upgrade()
+    }
+}
+
 #[derive(Default)]
 struct Inject {
     queue: VecDeque<Task>,
     /// The executor is about to sleep or sleeping in `epoll_wait`: the next
     /// push must write the eventfd.
     sleeping: bool,
-    /// The executor is gone: drop what is pushed.
+    /// The executor is gone: what is pushed now is rejected.
     closed: bool,
 }
 
@@ -76,10 +123,17 @@ impl Shared {
         Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             inject: Mutex::new(Inject::default()),
-            main_woken: AtomicBool::new(true),
+            main_woken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             reactor,
         })
+    }
+
+    pub(crate) fn downgrade(self: &Arc<Self>) -> ExecutorRef {
+        ExecutorRef {
+            id: self.id,
+            shared: Arc::downgrade(self),
+        }
     }
 
     /// Whether the executor has shut down (its sockets can no longer wait).
@@ -92,7 +146,7 @@ impl Shared {
         let mut inject = lock(&self.inject);
         if inject.closed {
             drop(inject);
-            drop(task);
+            reject(task);
             return;
         }
         inject.queue.push_back(task);
@@ -112,12 +166,26 @@ impl Shared {
     }
 }
 
+/// A task whose executor has ended. Tasks of that executor were completed
+/// (cancelled) when it shut down, so this is a late wake and nothing
+/// happens; but a task spawned from another thread that never reached the
+/// loop must not leave its joiner waiting: it is cancelled here. Its future
+/// is `Send` (remote spawns require it), so dropping it here is fine.
+fn reject(task: Task) {
+    if task.header().remote && !task.header().state.is_complete() {
+        task.cancel_now();
+    }
+    drop_quietly(task);
+}
+
 // The executor whose loop runs on this thread, and its thread-local half.
 // At most one per thread: `block_on` refuses to nest.
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
     static CURRENT_ID: Cell<usize> = const { Cell::new(0) };
-    static RUN_QUEUE: RefCell<VecDeque<Task>> = const { RefCell::new(VecDeque::new()) };
+    /// `Job::Main` is in the run queue (it is queued at most once).
+    static MAIN_QUEUED: Cell<bool> = const { Cell::new(false) };
+    static RUN_QUEUE: RefCell<VecDeque<Job>> = const { RefCell::new(VecDeque::new()) };
     static REGISTRY: RefCell<Registry> = const { RefCell::new(Registry::new()) };
     static IO_BUDGET_LEFT: Cell<u32> = const { Cell::new(IO_BUDGET) };
 }
@@ -161,15 +229,33 @@ impl Registry {
         Some(task)
     }
 
-    fn pop_any(&mut self) -> Option<Task> {
-        let key = self.slots.iter().rposition(Option::is_some)?;
-        self.remove(key)
+    /// Empties the registry in one pass (shutdown).
+    fn take_all(&mut self) -> Vec<Task> {
+        let tasks: Vec<Task> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.free.clear();
+        self.len = 0;
+        for task in &tasks {
+            // A stale key must not remove a task registered later.
+            task.header()
+                .registry_key
+                .store(UNREGISTERED, Ordering::Relaxed);
+        }
+        tasks
     }
 }
 
-/// Whether this thread runs `shared`'s loop right now.
-pub(crate) fn is_current(shared: &Shared) -> bool {
-    CURRENT_ID.with(Cell::get) == shared.id
+/// Whether this thread runs the loop of the executor with this id.
+pub(crate) fn is_current_id(id: usize) -> bool {
+    CURRENT_ID.with(Cell::get) == id
+}
+
+impl ExecutorRef {
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
 }
 
 /// The executor running on this thread.
@@ -179,11 +265,14 @@ pub(crate) fn current() -> Option<Arc<Shared>> {
 
 /// Queues a woken task on its executor.
 pub(crate) fn schedule(task: Task) {
-    if is_current(&task.header().shared) {
-        RUN_QUEUE.with(|q| q.borrow_mut().push_back(task));
+    let executor = &task.header().executor;
+    if executor.is_current() {
+        RUN_QUEUE.with(|q| q.borrow_mut().push_back(Job::Task(task)));
     } else {
-        let shared = task.header().shared.clone();
-        shared.push_remote(task);
+        match executor.shared.upgrade() {
+            Some(shared) => shared.push_remote(task),
+            None => reject(task),
+        }
     }
 }
 
@@ -221,10 +310,11 @@ where
     F::Output: Send + 'static,
 {
     match current() {
-        Some(shared) => spawn_here(future, shared),
+        Some(shared) => spawn_here(future, &shared),
         None => {
-            let task = TaskCell::new(future, global().clone());
-            global().push_remote(task.clone());
+            let global = global();
+            let task = TaskCell::new(future, global.downgrade(), true);
+            global.push_remote(task.clone());
             task
         }
     }
@@ -238,13 +328,13 @@ pub(crate) fn spawn_local<F: Future + 'static>(future: F) -> Arc<TaskCell<F>> {
              for a Send future)."
         )
     });
-    spawn_here(future, shared)
+    spawn_here(future, &shared)
 }
 
-fn spawn_here<F: Future + 'static>(future: F, shared: Arc<Shared>) -> Arc<TaskCell<F>> {
-    let task = TaskCell::new(future, shared);
+fn spawn_here<F: Future + 'static>(future: F, shared: &Arc<Shared>) -> Arc<TaskCell<F>> {
+    let task = TaskCell::new(future, shared.downgrade(), false);
     REGISTRY.with(|r| r.borrow_mut().insert(task.clone()));
-    RUN_QUEUE.with(|q| q.borrow_mut().push_back(task.clone()));
+    RUN_QUEUE.with(|q| q.borrow_mut().push_back(Job::Task(task.clone())));
     task
 }
 
@@ -264,7 +354,7 @@ fn global() -> &'static Arc<Shared> {
 
 /// Wakes the main future of a `block_on`.
 struct MainWaker {
-    shared: Arc<Shared>,
+    executor: ExecutorRef,
 }
 
 impl Wake for MainWaker {
@@ -273,9 +363,11 @@ impl Wake for MainWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.shared.main_woken.store(true, Ordering::Release);
-        if !is_current(&self.shared) {
-            self.shared.notify_remote();
+        if self.executor.is_current() {
+            queue_main();
+        } else if let Some(shared) = self.executor.upgrade() {
+            shared.main_woken.store(true, Ordering::Release);
+            shared.notify_remote();
         }
     }
 }
@@ -301,119 +393,169 @@ impl Enter {
     fn new(shared: Arc<Shared>) -> Self {
         CURRENT_ID.with(|id| id.set(shared.id));
         CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
+        queue_main();
         Self { shared }
+    }
+}
+
+/// Clears this thread's executor however the shutdown ends.
+struct Leave;
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let queued = RUN_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        drop_all_quietly(queued);
+        let tasks = REGISTRY.with(|r| r.borrow_mut().take_all());
+        drop_all_quietly(tasks);
+        CURRENT.with(|c| c.borrow_mut().take());
+        CURRENT_ID.with(|id| id.set(0));
+        MAIN_QUEUED.with(|q| q.set(false));
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
+        let _leave = Leave;
         let stranded = {
             let mut inject = lock(&self.shared.inject);
             inject.closed = true;
             self.shared.closed.store(true, Ordering::Release);
             std::mem::take(&mut inject.queue)
         };
-        drop_quietly(stranded);
-        // Dropping a future may wake or spawn others: go until none is left.
+        for task in stranded {
+            reject(task);
+        }
+        // Dropping a future may wake or spawn others, and so may dropping the
+        // wakers parked in timers and sockets: go until nothing is left.
         loop {
             let queued = RUN_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
-            drop_quietly(queued);
-            match REGISTRY.with(|r| r.borrow_mut().pop_any()) {
-                Some(task) => task.cancel_now(),
-                None => break,
+            drop_all_quietly(queued);
+            let tasks = REGISTRY.with(|r| r.borrow_mut().take_all());
+            if !tasks.is_empty() {
+                for task in tasks {
+                    task.cancel_now();
+                    drop_quietly(task);
+                }
+                continue;
             }
+            // Parked wakers may belong to tasks of other executors (a sleep
+            // or socket future moved there): wake them, so they find this
+            // executor gone instead of waiting for it for ever.
+            let parked = self.shared.reactor.shutdown();
+            if parked.is_empty() {
+                break;
+            }
+            wake_all_quietly(parked);
         }
-        // Wakers parked in timers and sockets may hold tasks, which hold
-        // `shared`: release them so nothing keeps the executor's fds alive.
-        let parked = self.shared.reactor.shutdown();
-        drop_quietly(parked);
-        CURRENT.with(|c| c.borrow_mut().take());
-        CURRENT_ID.with(|id| id.set(0));
-        let queued = RUN_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
-        drop_quietly(queued);
+    }
+}
+
+/// Drops every element on its own, swallowing destructor panics (one
+/// panicking element must not abort the process by panicking during the
+/// unwind of another).
+pub(crate) fn drop_all_quietly<T>(items: impl IntoIterator<Item = T>) {
+    for item in items {
+        drop_quietly(item);
+    }
+}
+
+/// Wakes every waker; a panicking one (foreign code on the executor's
+/// thread) neither stops the others nor the loop.
+pub(crate) fn wake_all_quietly(wakers: Vec<Waker>) {
+    for waker in wakers {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || waker.wake())) {
+            std::mem::forget(payload);
+        }
     }
 }
 
 fn run<F: Future>(shared: Arc<Shared>, future: F, wait_for_all: bool) -> F::Output {
     let _enter = Enter::new(shared.clone());
     let main_waker = Waker::from(Arc::new(MainWaker {
-        shared: shared.clone(),
+        executor: shared.downgrade(),
     }));
     let mut cx = Context::from_waker(&main_waker);
     let mut future = pin!(future);
     let mut output = None;
-    // Polls (main future and tasks) since the reactor last looked.
-    let mut since_turn = 0;
     loop {
-        if output.is_none() && shared.main_woken.swap(false, Ordering::AcqRel) {
-            reset_budget();
-            since_turn += 1;
-            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-                if !wait_for_all {
-                    return value;
+        // Up to `BUDGET` polls (tasks and the main future, in the order they
+        // were woken), then a look at timers and sockets.
+        take_injected(&shared);
+        let mut polled = 0;
+        let mut idle = false;
+        while polled < BUDGET {
+            let Some(job) = RUN_QUEUE.with(|q| q.borrow_mut().pop_front()) else {
+                if take_injected(&shared) {
+                    continue;
                 }
-                output = Some(value);
+                idle = true;
+                break;
+            };
+            polled += 1;
+            match job {
+                Job::Task(task) => {
+                    if task.header().registry_key.load(Ordering::Relaxed) == UNREGISTERED
+                        && !task.header().state.is_complete()
+                    {
+                        // Spawned from another thread: adopt it on first sight.
+                        REGISTRY.with(|r| r.borrow_mut().insert(task.clone()));
+                    }
+                    task.run();
+                }
+                Job::Main => {
+                    MAIN_QUEUED.with(|q| q.set(false));
+                    if output.is_none() {
+                        reset_budget();
+                        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                            if !wait_for_all {
+                                return value;
+                            }
+                            output = Some(value);
+                        }
+                    }
+                }
             }
         }
-        let (more, polled) = run_tasks(&shared, BUDGET.saturating_sub(since_turn).max(1));
-        since_turn += polled;
-        if !more && output.is_some() && REGISTRY.with(|r| r.borrow().len) == 0 {
+        if !idle {
+            shared.reactor.turn(false);
+            continue;
+        }
+        if output.is_some() && REGISTRY.with(|r| r.borrow().len) == 0 {
             return output.take().expect("checked above");
         }
-        let main_ready = output.is_none() && shared.main_woken.load(Ordering::Acquire);
-        if more || main_ready {
-            // Work is waiting: look at timers and sockets only once per
-            // `BUDGET` polls (a syscall per poll would double a yield's cost).
-            if since_turn >= BUDGET {
-                shared.reactor.turn(false);
-                since_turn = 0;
-            }
-        } else {
-            let may_sleep = {
-                let mut inject = lock(&shared.inject);
-                // Re-checked under the lock a remote waker takes to see it.
-                let sleep = inject.queue.is_empty()
-                    && (output.is_some() || !shared.main_woken.load(Ordering::Acquire));
-                inject.sleeping = sleep;
-                sleep
-            };
-            shared.reactor.turn(may_sleep);
-            since_turn = 0;
-            if may_sleep {
-                lock(&shared.inject).sleeping = false;
-            }
+        let may_sleep = {
+            let mut inject = lock(&shared.inject);
+            // Re-checked under the lock a remote waker takes to see it.
+            let sleep = inject.queue.is_empty() && !shared.main_woken.load(Ordering::Acquire);
+            inject.sleeping = sleep;
+            sleep
+        };
+        shared.reactor.turn(may_sleep);
+        if may_sleep {
+            lock(&shared.inject).sleeping = false;
         }
     }
 }
 
-/// Polls up to `limit` tasks. Returns whether runnable tasks are left, and
-/// how many were polled.
-fn run_tasks(shared: &Shared, limit: usize) -> (bool, usize) {
-    let mut polled = 0;
-    while polled < limit {
-        let next = RUN_QUEUE.with(|q| q.borrow_mut().pop_front());
-        let task = match next {
-            Some(task) => task,
-            None => {
-                let mut inject = lock(&shared.inject);
-                if inject.queue.is_empty() {
-                    return (false, polled);
-                }
-                let batch = std::mem::take(&mut inject.queue);
-                drop(inject);
-                RUN_QUEUE.with(|q| q.borrow_mut().extend(batch));
-                continue;
-            }
-        };
-        if task.header().registry_key.load(Ordering::Relaxed) == UNREGISTERED
-            && !task.header().state.is_complete()
-        {
-            // Spawned from another thread: adopt it on first sight.
-            REGISTRY.with(|r| r.borrow_mut().insert(task.clone()));
+/// Moves what other threads queued (tasks, and the main future's wake-up)
+/// to the back of the run queue. Returns whether anything was moved.
+fn take_injected(shared: &Shared) -> bool {
+    let main = shared.main_woken.load(Ordering::Relaxed)
+        && shared.main_woken.swap(false, Ordering::AcqRel);
+    let batch = {
+        let mut inject = lock(&shared.inject);
+        if inject.queue.is_empty() {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut inject.queue)
         }
-        task.run();
-        polled += 1;
+    };
+    let moved = !batch.is_empty() || main;
+    if !batch.is_empty() {
+        RUN_QUEUE.with(|q| q.borrow_mut().extend(batch.into_iter().map(Job::Task)));
     }
-    let more = RUN_QUEUE.with(|q| !q.borrow().is_empty()) || !lock(&shared.inject).queue.is_empty();
-    (more, polled)
+    if main {
+        queue_main();
+    }
+    moved
 }

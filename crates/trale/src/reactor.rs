@@ -23,7 +23,6 @@ use crate::sys::{Epoll, Event, EventFd, TimerFd};
 use crate::timer::TimerHeap;
 use std::io;
 use std::os::fd::RawFd;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -276,7 +275,8 @@ impl Reactor {
         lock(&self.timers).fire_expired(Instant::now(), &self.timerfd, wakers);
         let ready = std::mem::take(wakers);
         drop(scratch);
-        wake_all(ready);
+        // A panicking waker is foreign code: it must not stop the loop.
+        crate::executor::wake_all_quietly(ready);
     }
 
     /// The executor is ending: takes every waker still parked here.
@@ -290,19 +290,5 @@ impl Reactor {
         }
         lock(&self.timers).clear(&mut parked);
         parked
-    }
-}
-
-/// Wakes every waker; a panicking one does not stop the others, and the
-/// first panic is raised again at the end.
-fn wake_all(wakers: Vec<Waker>) {
-    let mut first_panic = None;
-    for waker in wakers {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            first_panic.get_or_insert(payload);
-        }
-    }
-    if let Some(payload) = first_panic {
-        resume_unwind(payload);
     }
 }

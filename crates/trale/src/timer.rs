@@ -14,7 +14,7 @@
 //!
 //! Nanosecond deadlines: no wheel rounds a 100 µs sleep up to a millisecond.
 
-use crate::executor::{self, Shared};
+use crate::executor::{self, ExecutorRef};
 use crate::reactor::lock;
 use crate::sys::TimerFd;
 use std::cmp::Ordering as CmpOrdering;
@@ -84,7 +84,12 @@ impl TimerHeap {
         }
     }
 
-    fn note_cancelled(&mut self) {
+    /// A sleep is dropped (or moved) before its entry fired.
+    fn cancel(&mut self, entry: &Entry) {
+        if entry.fired.load(Ordering::Relaxed) || entry.cancelled.load(Ordering::Relaxed) {
+            return; // already popped, or already counted
+        }
+        entry.cancelled.store(true, Ordering::Relaxed);
         self.cancelled += 1;
         if self.cancelled > 64 && self.cancelled > self.heap.len() / 2 {
             self.heap
@@ -150,7 +155,7 @@ impl Timer {
     ///
     /// When polled (and not yet due) outside a trale executor.
     pub fn sleep(duration: Duration) -> Sleep {
-        Self::sleep_until(Instant::now() + duration)
+        Self::sleep_until(far_add(Instant::now(), duration))
     }
 
     /// A future that completes at `deadline`.
@@ -162,20 +167,25 @@ impl Timer {
     }
 
     /// Runs `future` for at most `duration`: `Ok(output)` if it finished in
-    /// time, `Err(Elapsed)` (and `future` is dropped) otherwise.
-    pub async fn timeout<F: IntoFuture>(
+    /// time, `Err(Elapsed)` (and `future` is dropped) otherwise. The time
+    /// counts from this call, not from the first poll. `Duration::MAX`
+    /// means "no limit".
+    pub fn timeout<F: IntoFuture>(
         duration: Duration,
         future: F,
-    ) -> Result<F::Output, Elapsed> {
-        let mut future = pin!(future.into_future());
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> {
         let mut sleep = Self::sleep(duration);
-        poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Ok(output));
-            }
-            Pin::new(&mut sleep).poll(cx).map(|()| Err(Elapsed(())))
-        })
-        .await
+        let future = future.into_future();
+        async move {
+            let mut future = pin!(future);
+            poll_fn(|cx| {
+                if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(output));
+                }
+                Pin::new(&mut sleep).poll(cx).map(|()| Err(Elapsed(())))
+            })
+            .await
+        }
     }
 
     /// Ticks every `period`: the first tick completes at once, the n-th at
@@ -202,7 +212,7 @@ impl Timer {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
-    registered: Option<(Arc<Shared>, Arc<Entry>)>,
+    registered: Option<(ExecutorRef, Arc<Entry>)>,
 }
 
 impl Sleep {
@@ -221,28 +231,41 @@ impl fmt::Debug for Sleep {
     }
 }
 
+impl Sleep {
+    /// Undoes the registration (on whichever thread drops or moves the
+    /// sleep): the entry is marked cancelled under the heap's lock, so the
+    /// heap's count of cancelled entries stays exact.
+    fn deregister(&mut self) {
+        let Some((executor, entry)) = self.registered.take() else {
+            return;
+        };
+        let parked = entry.waker.take();
+        if let Some(shared) = executor.upgrade_even_closing() {
+            lock(&shared.reactor.timers).cancel(&entry);
+        }
+        crate::task::drop_quietly(parked);
+    }
+}
+
 impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self
-            .registered
-            .as_ref()
-            .is_some_and(|(shared, _)| shared.is_closed())
-        {
-            // Its executor ended before it fired: start over on this one.
-            drop(self.registered.take());
-        }
-        if let Some((_, entry)) = &self.registered {
+        if let Some((executor, entry)) = &self.registered {
             if entry.fired.load(Ordering::Acquire) {
                 return Poll::Ready(());
             }
-            entry.waker.register(cx.waker());
-            return if entry.fired.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            };
+            if executor.is_current() {
+                entry.waker.register(cx.waker());
+                return if entry.fired.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
+            }
+            // Polled on another executor than the one it waits on (it was
+            // moved, or its executor ended): start over on this one.
+            self.deregister();
         }
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
@@ -256,21 +279,14 @@ impl Future for Sleep {
         let entry = Arc::new(Entry::default());
         entry.waker.register(cx.waker());
         lock(&shared.reactor.timers).insert(self.deadline, entry.clone(), &shared.reactor);
-        self.registered = Some((shared, entry));
+        self.registered = Some((shared.downgrade(), entry));
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some((shared, entry)) = self.registered.take() {
-            if !entry.fired.load(Ordering::Acquire) {
-                entry.cancelled.store(true, Ordering::Relaxed);
-                let parked = entry.waker.take();
-                lock(&shared.reactor.timers).note_cancelled();
-                drop(parked);
-            }
-        }
+        self.deregister();
     }
 }
 
@@ -298,7 +314,7 @@ impl Interval {
     pub async fn tick(&mut self) -> Instant {
         Timer::sleep_until(self.next).await;
         let at = self.next;
-        self.next += self.period;
+        self.next = far_add(self.next, self.period);
         at
     }
 
@@ -306,4 +322,13 @@ impl Interval {
     pub fn period(&self) -> Duration {
         self.period
     }
+}
+
+/// `at + duration`, or a deadline centuries away if that overflows
+/// (`Duration::MAX` is how callers say "never").
+fn far_add(at: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(duration)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
 }

@@ -232,3 +232,50 @@ fn wake_races_cancel() {
         assert_eq!(task.output.with_mut(|o| unsafe { (*o).take() }), None);
     });
 }
+
+/// A waker that records that it was woken.
+struct Flag(sync_core::atomic::AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The joiner's handshake with completion (`raw.rs`: `poll_outcome` and
+/// `finish`): the joiner registers its waker, then checks `COMPLETE`; the
+/// executor publishes the result, sets `COMPLETE`, then takes and wakes the
+/// waker. Either the joiner sees the result, or it is woken: never neither.
+#[test]
+fn joiner_registration_races_completion() {
+    sync_core::model(|| {
+        let task = Task::new();
+        let join_waker = Arc::new(sync_core::AtomicWaker::new());
+        let runner = {
+            let (task, join_waker) = (task.clone(), join_waker.clone());
+            thread::spawn(move || {
+                task.run_once(0); // completes: output written, COMPLETE set
+                join_waker.wake();
+            })
+        };
+        let flag = std::sync::Arc::new(Flag(sync_core::atomic::AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let saw_result = if task.state.is_complete() {
+            true
+        } else {
+            join_waker.register(&waker);
+            task.state.is_complete()
+        };
+        if saw_result {
+            // Read at once, before joining the runner: loom checks this read
+            // is ordered after the write by `COMPLETE` alone.
+            let value = task.output.with_mut(|o| unsafe { (*o).take() });
+            assert_eq!(value, Some(7));
+        }
+        runner.join().unwrap();
+        assert!(
+            saw_result || flag.0.load(Ordering::SeqCst),
+            "the joiner missed the result and was not woken"
+        );
+    });
+}

@@ -1,6 +1,6 @@
 //! A non-blocking std socket plus its registration with one executor.
 
-use crate::executor::{self, Shared};
+use crate::executor::{self, ExecutorRef};
 use crate::reactor::{Direction, ScheduledIo};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 /// A socket's one registration: made on first use, undone on drop (before
 /// the socket is closed, because `Io` declares it first).
 struct Registration {
-    shared: Arc<Shared>,
+    executor: ExecutorRef,
     fd: RawFd,
     token: u64,
     io: Arc<ScheduledIo>,
@@ -18,7 +18,11 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared.reactor.deregister(self.fd, self.token);
+        // An executor that has ended closed its epoll instance, and with it
+        // this registration.
+        if let Some(shared) = self.executor.upgrade_even_closing() {
+            shared.reactor.deregister(self.fd, self.token);
+        }
     }
 }
 
@@ -54,20 +58,20 @@ impl<S: AsRawFd> Io<S> {
 
     fn registration(&self) -> io::Result<&ScheduledIo> {
         if let Some(reg) = self.registration.get() {
-            if reg.shared.is_closed() {
+            if reg.executor.is_current() {
+                return Ok(&reg.io);
+            }
+            if reg.executor.upgrade().is_none() {
                 panic!(
                     "a trale socket was used after the executor it was registered with shut down \
                      (its block_on returned); a socket stays with the executor that first used it"
                 );
             }
-            if !executor::is_current(&reg.shared) {
-                panic!(
-                    "a trale socket was used on a different executor than the one it first \
-                     waited on (or outside any executor); a socket stays registered with the \
-                     executor that first used it, for its whole life"
-                );
-            }
-            return Ok(&reg.io);
+            panic!(
+                "a trale socket was used on a different executor than the one it first waited on \
+                 (or outside any executor); a socket stays registered with the executor that \
+                 first used it, for its whole life"
+            );
         }
         let shared = executor::current().unwrap_or_else(|| {
             panic!(
@@ -78,15 +82,17 @@ impl<S: AsRawFd> Io<S> {
         let fd = self.socket.as_raw_fd();
         let (token, io) = shared.reactor.register(fd)?;
         let reg = Registration {
-            shared,
+            executor: shared.downgrade(),
             fd,
             token,
             io,
         };
-        // Registering needs the current executor, and only its one thread can
-        // get here for this socket, so `set` does not race.
+        // Two executors may race to register a socket shared between them:
+        // the loser's registration is undone, and the check above runs again
+        // (and panics, since the socket is now the winner's).
         if let Err(lost) = self.registration.set(reg) {
             drop(lost);
+            return self.registration();
         }
         Ok(&self.registration.get().expect("just set").io)
     }

@@ -234,7 +234,7 @@ impl<T> TaskJoiner<T> {
     /// Does not panic for the task's panic or abort, but does for a call on
     /// the task's own executor thread (see [`join`](Self::join)).
     pub fn try_join(self) -> Result<T, JoinError> {
-        if executor::is_current(&self.target().header().shared) {
+        if executor::is_current_id(self.target().header().executor.id()) {
             panic!(
                 "TaskJoiner::join() called on the thread that runs the joined task's executor \
                  (inside a task or block_on): it would wait forever for itself. \

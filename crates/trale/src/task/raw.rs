@@ -10,12 +10,13 @@
 
 use super::JoinError;
 use super::state::{Start, State};
-use crate::executor::{self, Shared};
+use crate::executor::{self, ExecutorRef};
 use std::any::Any;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::ptr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use sync_core::AtomicWaker;
@@ -31,7 +32,10 @@ pub(crate) const UNREGISTERED: usize = usize::MAX;
 /// The part of a task the executor needs without knowing its future's type.
 pub(crate) struct Header {
     pub(crate) state: State,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) executor: ExecutorRef,
+    /// Spawned from another thread (so its future is `Send` and may be
+    /// dropped wherever the executor turns out to be gone).
+    pub(crate) remote: bool,
     /// Where the owning executor keeps its strong reference (so it can drop
     /// every live future when it shuts down). Read and written only by the
     /// owning thread; an atomic only so the header stays `Sync` without
@@ -83,11 +87,12 @@ unsafe impl<F: Future> Send for TaskCell<F> {}
 unsafe impl<F: Future> Sync for TaskCell<F> {}
 
 impl<F: Future + 'static> TaskCell<F> {
-    pub(crate) fn new(future: F, shared: Arc<Shared>) -> Arc<Self> {
+    pub(crate) fn new(future: F, executor: ExecutorRef, remote: bool) -> Arc<Self> {
         Arc::new(Self {
             header: Header {
                 state: State::new_scheduled(),
-                shared,
+                executor,
+                remote,
                 registry_key: AtomicUsize::new(UNREGISTERED),
             },
             future: UnsafeCell::new(Some(future)),
@@ -103,15 +108,17 @@ impl<F: Future + 'static> TaskCell<F> {
         // slot; only this (owning) thread writes it.
         self.output
             .with_mut(|slot| unsafe { *slot = Some(outcome) });
+        // The joiner's waker is foreign code running on the executor's
+        // thread: its wake or drop panicking must not take the executor down.
+        let join_waker = self.join_waker.take();
         if self.header.state.complete() {
             // The joiner detached first and will never look: the result is ours.
             // SAFETY: `complete` saw `DETACHED`, so the joiner has left and
             // nobody else touches the slot.
             let orphan = self.output.with_mut(|slot| unsafe { (*slot).take() });
             drop_quietly(orphan);
-        } else if let Some(waker) = self.join_waker.take() {
-            // The joiner's waker is foreign code running on the executor's
-            // thread: a panic in it must not take the executor down.
+            drop_quietly(join_waker);
+        } else if let Some(waker) = join_waker {
             drop_quietly(catch_unwind(AssertUnwindSafe(move || waker.wake())));
         }
         executor::unregister(&self.header);
@@ -120,11 +127,23 @@ impl<F: Future + 'static> TaskCell<F> {
     /// Drops the future on this (owning) thread, catching a panicking
     /// destructor. Returns its payload, if any.
     fn drop_future(&self) -> Option<Box<dyn Any + Send>> {
-        // SAFETY: the future is only touched by the owning thread, which is
-        // this one, and not re-entrantly (a destructor cannot reach its own
-        // task's cell).
-        let future = self.future.with_mut(|slot| unsafe { (*slot).take() });
-        catch_unwind(AssertUnwindSafe(move || drop(future))).err()
+        self.future.with_mut(|slot| {
+            // SAFETY: the future is only touched by the owning thread, which
+            // is this one, and not re-entrantly (nothing a destructor can
+            // reach leads back to this cell).
+            if unsafe { (*slot).is_none() } {
+                return None;
+            }
+            // Dropped where it was pinned, never moved out first: `Pin`
+            // promises a pinned value is dropped in place.
+            // SAFETY: as above; the slot holds a live `Some(future)`.
+            let panicked = catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(slot) }));
+            // SAFETY: the old value is dropped (also if its destructor
+            // panicked: the unwind finished dropping it), so it is
+            // overwritten without a second drop.
+            unsafe { ptr::write(slot, None) };
+            panicked.err()
+        })
     }
 }
 
@@ -207,6 +226,8 @@ impl<F: Future + 'static> JoinTarget<F::Output> for TaskCell<F> {
     }
 
     fn detach(&self) {
+        // The joiner leaves: its waker is not needed any more.
+        drop_quietly(self.join_waker.take());
         if self.header.state.detach() {
             // SAFETY: complete before we detached: the owning thread will not
             // touch the slot again, and the joiner is us.
