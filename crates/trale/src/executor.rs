@@ -13,14 +13,15 @@
 //! a wake-up can never fall between the executor's last look at the queue
 //! and its sleep.
 //!
-//! The loop ([`block_on`]) polls the main future when its waker fired, then
-//! up to [`BUDGET`] tasks, then turns the reactor: without blocking if work
-//! is left, otherwise sleeping until a socket, the timerfd or the eventfd
-//! fires. So timers and sockets are looked at after at most `BUDGET` polls
-//! however busy the queue is.
+//! The loop ([`block_on`]) polls up to [`BUDGET`] jobs from the run queue
+//! (tasks, and the main future's turn when its waker fired), then turns the
+//! reactor: without blocking if work is left, otherwise sleeping until a
+//! socket, the timerfd or the eventfd fires. So timers and sockets are
+//! looked at after at most `BUDGET` polls however busy the queue is, and
+//! tasks woken from other threads join the queue every round.
 
 use crate::reactor::Reactor;
-use crate::task::{Header, Runnable, TaskCell, UNREGISTERED, drop_quietly};
+use crate::task::{Header, Runnable, TaskCell, UNREGISTERED, drop_payload, drop_quietly};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -464,7 +465,7 @@ pub(crate) fn drop_all_quietly<T>(items: impl IntoIterator<Item = T>) {
 pub(crate) fn wake_all_quietly(wakers: Vec<Waker>) {
     for waker in wakers {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || waker.wake())) {
-            std::mem::forget(payload);
+            drop_payload(payload);
         }
     }
 }

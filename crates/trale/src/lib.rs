@@ -30,9 +30,10 @@
 //! - **`task`** ([`task::Executor`], [`task::TaskJoiner`]): a task is one
 //!   allocation holding its future, a five-bit state word (`task/state.rs`:
 //!   scheduled, running, complete, cancelled, detached) and its result.
-//! - **`executor`**: the loop. It polls the `block_on` future when its waker
-//!   fired, then up to 61 queued tasks, then turns the reactor, blocking in
-//!   `epoll_wait` only when nothing is runnable.
+//! - **`executor`**: the loop. It polls up to 61 queued jobs (tasks, and the
+//!   `block_on` future when its waker fired: it waits in the same queue, so
+//!   wake-ups are served in the order they happened), then turns the
+//!   reactor, blocking in `epoll_wait` only when nothing is runnable.
 //! - **`reactor`**: one epoll instance per executor, watching its eventfd
 //!   (wake-ups from other threads), its timerfd and its sockets
 //!   (edge-triggered, keyed by slot index and generation, never by fd).
@@ -73,7 +74,12 @@
 //! - `abort` drops the future on its executor's thread, which deregisters
 //!   its sockets and cancels its timers.
 //! - Three file descriptors per executor (epoll, eventfd, timerfd), however
-//!   many timers; one per socket.
+//!   many timers, closed when its loop ends (tasks, wakers, sleeps and
+//!   sockets hold the executor weakly); one per socket.
+//! - Timers fire in deadline order, the `block_on` future included;
+//!   `Duration::MAX` means "never"; `Timer::timeout` counts from the call.
+//! - Futures are dropped in place, on their executor's thread, never moved
+//!   out of their pinned slot first.
 //! - Fairness: timers and sockets are checked at least every 61 task polls,
 //!   and a task is made to yield after 128 completed socket operations in
 //!   one poll.

@@ -760,10 +760,13 @@ fn destructors_that_spawn_abort_and_wake_during_shutdown() {
 fn hostile_new_pointer_wakers_in_timers_and_joiners() {
     let _dog = testkit::watchdog("hostile_new_pointer_wakers_in_timers_and_joiners");
     let hostile = HostileWaker::new(Misbehaviour::None);
+    // Miri's clock runs fast against its speed: longer sleeps there, so the
+    // first ones are still pending after three polls.
+    let ms = |n: u64| Duration::from_millis(if cfg!(miri) { n * 1000 } else { n });
     Executor::block_on(async {
-        let mut sleep = Timer::sleep(Duration::from_millis(5));
-        let mut joiner = Executor::spawn(async {
-            Timer::sleep(Duration::from_millis(10)).await;
+        let mut sleep = Timer::sleep(ms(5));
+        let mut joiner = Executor::spawn(async move {
+            Timer::sleep(ms(10)).await;
             4
         });
         for _ in 0..3 {
@@ -773,9 +776,9 @@ fn hostile_new_pointer_wakers_in_timers_and_joiners() {
             assert!(Pin::new(&mut joiner).poll(&mut cx).is_pending());
         }
         while hostile.wakes() < 2 {
-            Timer::sleep(Duration::from_millis(1)).await;
+            Timer::sleep(ms(1)).await;
         }
-        Timer::sleep(Duration::from_millis(5)).await;
+        Timer::sleep(ms(5)).await;
         assert_eq!(
             hostile.wakes(),
             2,

@@ -272,6 +272,14 @@ fn waker_ref<F: Future + 'static>(task: &Arc<TaskCell<F>>) -> ManuallyDrop<Waker
 /// panic payload's own destructor).
 pub(crate) fn drop_quietly<T>(value: T) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        std::mem::forget(payload);
+        drop_payload(payload);
+    }
+}
+
+/// Drops a caught panic's payload; only a payload whose own destructor
+/// panics is leaked (the one thing left that could not be dropped).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(worse) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(worse);
     }
 }
