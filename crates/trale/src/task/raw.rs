@@ -260,12 +260,14 @@ impl<F: Future + 'static> Wake for TaskCell<F> {
 /// A `Waker` for the duration of one poll, without touching the reference
 /// count (the caller's `Arc` keeps the task alive for longer than the poll).
 fn waker_ref<F: Future + 'static>(task: &Arc<TaskCell<F>>) -> ManuallyDrop<Waker> {
-    // SAFETY: `Arc::from_raw` of `Arc::as_ptr` makes a second owner of a
-    // reference count we do not hold; wrapping the resulting `Waker` in
-    // `ManuallyDrop` means that count is never released, so the net effect
-    // is a borrow. The waker does not outlive `task`'s `Arc` (it lives for
-    // one poll); clones of it take counts of their own.
-    ManuallyDrop::new(Waker::from(unsafe { Arc::from_raw(Arc::as_ptr(task)) }))
+    // `Arc::from_raw` of `Arc::as_ptr` makes a second owner of a reference
+    // count we do not hold; wrapping the resulting `Waker` in `ManuallyDrop`
+    // means that count is never released, so the net effect is a borrow.
+    // SAFETY: the pointer comes from a live `Arc` of this type, and the
+    // borrowed count is never dropped; the waker lives for one poll, inside
+    // `task`'s lifetime, and its clones take counts of their own.
+    let borrowed = unsafe { Arc::from_raw(Arc::as_ptr(task)) };
+    ManuallyDrop::new(Waker::from(borrowed))
 }
 
 /// Drops `value`, swallowing a panic from its destructor (and from the
