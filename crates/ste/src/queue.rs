@@ -419,12 +419,11 @@ where
         if policy.spin_until_unless_parked(worker_awake, || state.load(Ordering::Acquire) == DONE) {
             return;
         }
+        let (unparker, slot) = (parker.unparker(), &self.node.unparker);
         // SAFETY: while the state is WAITING the worker does not touch
         // `unparker` (it reads it only after seeing PARKING, which only this
         // thread sets, below).
-        self.node
-            .unparker
-            .with_mut(|u| unsafe { *u = Some(parker.unparker()) });
+        slot.with_mut(|u| unsafe { *u = Some(unparker) });
         // Release publishes the unparker; acquire (on failure) sees the
         // result.
         match state.compare_exchange(WAITING, PARKING, Ordering::Release, Ordering::Acquire) {
