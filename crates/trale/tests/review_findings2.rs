@@ -430,7 +430,8 @@ fn the_drained_hint_does_not_skip_what_follows_a_short_read() {
     };
     let limit = Duration::from_secs(5);
     // Each case: the peer sends "abc" (a short read of 64), then `then`.
-    let cases: Vec<(&str, Box<dyn FnOnce(std::net::TcpStream) + Send>)> = vec![
+    type Then = Box<dyn FnOnce(std::net::TcpStream) + Send>;
+    let cases: Vec<(&str, Then)> = vec![
         (
             "more data",
             Box::new(|mut c| {
