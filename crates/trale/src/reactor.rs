@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 use sync_core::AtomicWaker;
-use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
+use sync_core::atomic::{AtomicUsize, Ordering};
 use sync_core::sync::{Mutex, MutexGuard};
 
 const TOKEN_EVENTFD: u64 = u64::MAX;
@@ -46,12 +46,6 @@ pub(crate) enum Direction {
 pub(crate) struct ScheduledIo {
     read_seq: AtomicUsize,
     write_seq: AtomicUsize,
-    /// `seq + 1` of the read sequence at which a short stream read emptied
-    /// the socket (0: none); until the sequence moves, reads wait.
-    read_drained: AtomicUsize,
-    /// The peer closed its side: the end of stream is readable for ever,
-    /// without another event, so no read may be skipped any more.
-    read_closed: AtomicBool,
     read_waker: AtomicWaker,
     write_waker: AtomicWaker,
 }
@@ -76,21 +70,6 @@ impl ScheduledIo {
         let (counter, slot) = self.parts(dir);
         slot.register(waker);
         counter.load(Ordering::Acquire) == seq
-    }
-
-    /// Whether a short read at `seq` emptied the socket (reads only).
-    pub(crate) fn is_drained(&self, dir: Direction, seq: usize) -> bool {
-        dir == Direction::Read
-            && self.read_drained.load(Ordering::Relaxed) == seq.wrapping_add(1)
-            && !self.read_closed.load(Ordering::Acquire)
-    }
-
-    /// Records that a short stream read at `seq` emptied the socket.
-    pub(crate) fn set_drained(&self, dir: Direction, seq: usize) {
-        if dir == Direction::Read {
-            self.read_drained
-                .store(seq.wrapping_add(1), Ordering::Relaxed);
-        }
     }
 
     fn fire(&self, dir: Direction, wakers: &mut Vec<Waker>) {
@@ -259,9 +238,6 @@ impl Reactor {
                     else {
                         continue; // a stale event for a socket since dropped
                     };
-                    if event.read_closed {
-                        io.read_closed.store(true, Ordering::Release);
-                    }
                     if event.readable || event.failed {
                         io.fire(Direction::Read, wakers);
                     }

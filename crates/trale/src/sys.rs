@@ -34,9 +34,6 @@ pub(crate) struct Event {
     pub(crate) writable: bool,
     /// `EPOLLERR` or `EPOLLHUP`: both directions must find out.
     pub(crate) failed: bool,
-    /// `EPOLLRDHUP` or `EPOLLHUP`: the peer will send nothing more, so a
-    /// read returns at once (with 0) from now on.
-    pub(crate) read_closed: bool,
 }
 
 /// An epoll instance.
@@ -132,7 +129,6 @@ impl Epoll {
                 readable: bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
                 writable: bits & libc::EPOLLOUT != 0,
                 failed: bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0,
-                read_closed: bits & (libc::EPOLLRDHUP | libc::EPOLLHUP) != 0,
             });
         }
         Ok(())
@@ -271,6 +267,16 @@ impl TimerFd {
         #[cfg(miri)]
         {
             *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        }
+    }
+
+    /// Forgets the armed deadline: no timer is pending any more. The real
+    /// timerfd is one-shot and has fired (or will fire once, harmlessly);
+    /// the emulation must stop turning the deadline into a zero timeout.
+    pub(crate) fn disarm(&self) {
+        #[cfg(miri)]
+        {
+            *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 

@@ -120,8 +120,9 @@ impl TimerHeap {
         }
         let next = self.heap.peek().map(|q| q.deadline);
         if next != self.armed {
-            if let Some(deadline) = next {
-                timerfd.arm(deadline);
+            match next {
+                Some(deadline) => timerfd.arm(deadline),
+                None => timerfd.disarm(),
             }
             self.armed = next;
         }

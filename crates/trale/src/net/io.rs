@@ -103,21 +103,7 @@ impl<S: AsRawFd> Io<S> {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
-        op: impl FnMut(&S) -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        self.poll_op_hinted(cx, dir, op, |_| false)
-    }
-
-    /// [`poll_op`](Self::poll_op) for a stream read: a read that returned
-    /// fewer bytes than asked for emptied the socket, so the next read waits
-    /// for the next readiness event instead of trying a syscall that can
-    /// only say `EAGAIN` (edge-triggered: new data is a new event).
-    pub(crate) fn poll_op_hinted<R>(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
         mut op: impl FnMut(&S) -> io::Result<R>,
-        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         if !executor::take_io_budget(cx) {
             return Poll::Pending;
@@ -128,12 +114,6 @@ impl<S: AsRawFd> Io<S> {
         };
         loop {
             let seq = io.seq(dir);
-            if io.is_drained(dir, seq) {
-                if io.park(dir, seq, cx.waker()) {
-                    return Poll::Pending;
-                }
-                continue;
-            }
             match op(&self.socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if io.park(dir, seq, cx.waker()) {
@@ -141,13 +121,7 @@ impl<S: AsRawFd> Io<S> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(value) => {
-                    if drained(&value) {
-                        io.set_drained(dir, seq);
-                    }
-                    return Poll::Ready(Ok(value));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+                result => return Poll::Ready(result),
             }
         }
     }

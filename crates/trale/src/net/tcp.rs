@@ -118,16 +118,16 @@ impl TcpStream {
 
     /// Reads what is available, waiting until something is: the number of
     /// bytes read, 0 at the end of the stream.
+    ///
+    /// An empty `buf` returns `Ok(0)` at once (the kernel would make a
+    /// zero-length read of an empty socket wait for data).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let asked = buf.len();
+        if buf.is_empty() {
+            return Ok(0);
+        }
         poll_fn(|cx| {
-            self.io.poll_op_hinted(
-                cx,
-                Direction::Read,
-                |mut s| io::Read::read(&mut s, buf),
-                // Fewer bytes than asked for (but not end of stream): empty now.
-                |&n| n > 0 && n < asked,
-            )
+            self.io
+                .poll_op(cx, Direction::Read, |mut s| io::Read::read(&mut s, buf))
         })
         .await
     }

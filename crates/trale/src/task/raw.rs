@@ -108,10 +108,15 @@ impl<F: Future + 'static> TaskCell<F> {
         // slot; only this (owning) thread writes it.
         self.output
             .with_mut(|slot| unsafe { *slot = Some(outcome) });
-        // The joiner's waker is foreign code running on the executor's
-        // thread: its wake or drop panicking must not take the executor down.
+        // Publish first, then take the joiner's waker: a joiner that
+        // registers in between then sees COMPLETE on its re-check, and one
+        // that registered before is taken here (taking first would lose a
+        // registration made in the gap). The waker is foreign code running
+        // on the executor's thread: its wake or drop panicking must not take
+        // the executor down.
+        let detached = self.header.state.complete();
         let join_waker = self.join_waker.take();
-        if self.header.state.complete() {
+        if detached {
             // The joiner detached first and will never look: the result is ours.
             // SAFETY: `complete` saw `DETACHED`, so the joiner has left and
             // nobody else touches the slot.
