@@ -81,6 +81,11 @@ pub(crate) struct ExecutorRef {
 }
 
 impl ExecutorRef {
+    /// The executor's id (what [`is_current_id`] compares).
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
     /// Whether this executor's loop runs on this thread right now.
     pub(crate) fn is_current(&self) -> bool {
         CURRENT_ID.with(Cell::get) == self.id
@@ -251,12 +256,6 @@ impl Registry {
 /// Whether this thread runs the loop of the executor with this id.
 pub(crate) fn is_current_id(id: usize) -> bool {
     CURRENT_ID.with(Cell::get) == id
-}
-
-impl ExecutorRef {
-    pub(crate) fn id(&self) -> usize {
-        self.id
-    }
 }
 
 /// The executor running on this thread.
