@@ -4,6 +4,10 @@
 //!
 //! Rows (the bodies are shared with the criterion suite, `ste.rs`):
 //! - ours: `Thread::submit` of a closure borrowing `x`, answering `x + 1`;
+//! - ours, `x` moved in: the same with a `move` closure, so that the worker
+//!   gets `x` with the task the way the peers get it with the message (a
+//!   borrowed `x` is one more cache line the worker must fetch from the
+//!   caller's core: a dependent miss the peers do not make);
 //! - mpsc: a boxed job over a std channel to a dedicated thread, the answer
 //!   back over a second one;
 //! - crossbeam: `x` over a `bounded(1)` channel, `x + 1` back over another.
@@ -23,7 +27,7 @@
 #[path = "shared/ste_round_trip.rs"]
 mod calls;
 use benches::interleaved::{Design, Measurement, Settings, compare, round_trips, thread_cpu};
-use calls::{Crossbeam, Mpsc, ours_call};
+use calls::{Crossbeam, Mpsc, ours_call, ours_call_moved};
 use std::time::{Duration, Instant};
 
 /// Times calls of `call` on this thread (at most `iters`, until the
@@ -44,9 +48,18 @@ fn timed(iters: u64, mut call: impl FnMut(u64) -> u64) -> (u64, Duration, Durati
 }
 
 fn ours(iters: u64) -> Measurement {
+    ours_with(iters, ours_call)
+}
+
+fn ours_moved(iters: u64) -> Measurement {
+    ours_with(iters, ours_call_moved)
+}
+
+/// Runs `call` on a fresh worker, counting the worker's CPU time too.
+fn ours_with(iters: u64, call: impl Fn(&ste::Thread, u64) -> u64) -> Measurement {
     let thread = ste::Thread::new().unwrap();
     let worker_cpu = thread.submit(thread_cpu).unwrap();
-    let (trips, wall, cpu) = timed(iters, |x| ours_call(&thread, x));
+    let (trips, wall, cpu) = timed(iters, |x| call(&thread, x));
     let worker_cpu = thread.submit(thread_cpu).unwrap() - worker_cpu;
     thread.join().unwrap();
     Measurement {
@@ -77,11 +90,12 @@ fn crossbeam(iters: u64) -> Measurement {
 }
 
 fn main() {
-    // 3 rows x (15 quiet + 15 loaded rounds + 2 warm-up runs) x 0.5 s:
-    // under a minute.
+    // 4 rows x (15 quiet + 15 loaded rounds + 2 warm-up runs) x 0.5 s:
+    // about a minute.
     let settings = Settings::from_env(15, 500);
     let designs = [
         Design::new("ours (submit)", ours),
+        Design::new("ours (submit, x moved in)", ours_moved).also_ours(),
         Design::new("mpsc", mpsc),
         Design::new("crossbeam bounded(1)", crossbeam),
     ];

@@ -101,6 +101,8 @@ impl Measurement {
 pub struct Design {
     name: &'static str,
     run: Box<dyn Fn(u64) -> Measurement>,
+    /// A second variant of ours: the report adds its ratios to every row.
+    also_ours: bool,
 }
 
 impl Design {
@@ -111,7 +113,16 @@ impl Design {
         Design {
             name,
             run: Box::new(run),
+            also_ours: false,
         }
+    }
+
+    /// Marks a design after the first as another variant of ours (the same
+    /// call with other data, say): the report gives the median per-round
+    /// ratios of this one to every design too, in a table of their own.
+    pub fn also_ours(mut self) -> Design {
+        self.also_ours = true;
+        self
     }
 }
 
@@ -305,6 +316,53 @@ pub fn busy_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The table rows comparing design `ours` with every design, per mode:
+/// with each design's own medians (`absolute`) or only the ratios.
+fn ratio_rows(
+    results: &[Vec<Vec<Measurement>>; 2],
+    designs: &[Design],
+    ours: usize,
+    absolute: bool,
+) -> String {
+    let mut md = String::new();
+    for (m, mode) in MODES.into_iter().enumerate() {
+        let ours = &results[m][ours];
+        for (i, d) in designs.iter().enumerate() {
+            let this = &results[m][i];
+            let wall: Vec<f64> = this.iter().map(Measurement::wall_ns).collect();
+            let cpu: Vec<f64> = this.iter().map(Measurement::cpu_ns).collect();
+            let wall_ratio: Vec<f64> = ours
+                .iter()
+                .zip(this)
+                .map(|(o, t)| o.wall_ns() / t.wall_ns())
+                .collect();
+            let cpu_ratio: Vec<f64> = ours
+                .iter()
+                .zip(this)
+                .map(|(o, t)| o.cpu_ns() / t.cpu_ns().max(1.0))
+                .collect();
+            let lo = wall_ratio.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = wall_ratio.iter().copied().fold(0.0, f64::max);
+            let (name, wall_ratio, cpu_ratio) =
+                (mode.name(), median(&wall_ratio), median(&cpu_ratio));
+            md += &if absolute {
+                format!(
+                    "| {name} | {} | {:.0} | {wall_ratio:.2} | ({lo:.2} - {hi:.2}) | {:.0} | {cpu_ratio:.2} |\n",
+                    d.name,
+                    median(&wall),
+                    median(&cpu),
+                )
+            } else {
+                format!(
+                    "| {name} | {} | {wall_ratio:.2} | ({lo:.2} - {hi:.2}) | {cpu_ratio:.2} |\n",
+                    d.name
+                )
+            };
+        }
+    }
+    md
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -367,34 +425,20 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
         settings.run_time.as_millis(),
         busy_threads(),
     );
-    for (m, mode) in MODES.into_iter().enumerate() {
-        let ours = &results[m][0];
-        for (i, d) in designs.iter().enumerate() {
-            let this = &results[m][i];
-            let wall: Vec<f64> = this.iter().map(Measurement::wall_ns).collect();
-            let cpu: Vec<f64> = this.iter().map(Measurement::cpu_ns).collect();
-            let wall_ratio: Vec<f64> = ours
-                .iter()
-                .zip(this)
-                .map(|(o, t)| o.wall_ns() / t.wall_ns())
-                .collect();
-            let cpu_ratio: Vec<f64> = ours
-                .iter()
-                .zip(this)
-                .map(|(o, t)| o.cpu_ns() / t.cpu_ns().max(1.0))
-                .collect();
-            let lo = wall_ratio.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = wall_ratio.iter().copied().fold(0.0, f64::max);
-            md += &format!(
-                "| {} | {} | {:.0} | {:.2} | ({lo:.2} - {hi:.2}) | {:.0} | {:.2} |\n",
-                mode.name(),
-                d.name,
-                median(&wall),
-                median(&wall_ratio),
-                median(&cpu),
-                median(&cpu_ratio),
-            );
-        }
+    md += &ratio_rows(&results, designs, 0, true);
+    for (j, d) in designs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, d)| d.also_ours)
+    {
+        md += &format!(
+            "\nThe same ratios for **{}** (median of per-round {} / this):\n\n\
+             | mode | design | ratio, wall | (min - max over rounds) | ratio, CPU |\n\
+             |---|---|---:|---:|---:|\n",
+            d.name, d.name
+        );
+        md += &ratio_rows(&results, designs, j, false);
     }
     md.push('\n');
     println!("{md}");

@@ -17,6 +17,12 @@ pub fn ours_call(thread: &ste::Thread, x: u64) -> u64 {
     thread.submit(|| black_box(x) + 1).unwrap()
 }
 
+/// Ours with `x` moved into the closure: the data travels with the task,
+/// as it does with the message of every peer.
+pub fn ours_call_moved(thread: &ste::Thread, x: u64) -> u64 {
+    thread.submit(move || black_box(x) + 1).unwrap()
+}
+
 /// std mpsc: boxed job in, answer out.
 pub struct Mpsc {
     jobs: Option<mpsc::Sender<Job>>,

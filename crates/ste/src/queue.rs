@@ -333,13 +333,48 @@ unsafe fn run_batch(newest: *mut Node) {
 
 /// A blocking task in the caller's stack frame. `node` comes first
 /// (`repr(C)`) so a pointer to the node is a pointer to the task.
-#[repr(C)]
+///
+/// Aligned to a cache line, so that a small task (the node and a closure or
+/// result of up to 24 bytes) is one line that nothing else shares: the
+/// worker fetches it once, and the caller's own stack writes while it waits
+/// (its callees' frames lie right below) never pull it back mid-task.
+/// Measured on `submit(move || x + 1)`: 112-126 ns per round trip aligned,
+/// 120-183 ns unaligned, depending on where the frame happened to fall.
+#[repr(C, align(64))]
 pub(crate) struct StackTask<F, T> {
     node: Node,
-    /// The closure, taken by the worker.
-    func: UnsafeCell<Option<F>>,
-    /// The result, written by the worker before `DONE`.
-    output: UnsafeCell<Option<Result<T, Payload>>>,
+    /// The closure until the worker takes it, then its outcome (written
+    /// before `DONE`). One cell for both keeps the task small.
+    slot: UnsafeCell<Slot<F, T>>,
+}
+
+/// What a stack task's one cell holds, in order.
+enum Slot<F, T> {
+    Func(F),
+    Output(Result<T, Payload>),
+    Empty,
+}
+
+impl<F, T> Slot<F, T> {
+    fn take_func(&mut self) -> Option<F> {
+        match core::mem::replace(self, Slot::Empty) {
+            Slot::Func(f) => Some(f),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    fn take_output(&mut self) -> Option<Result<T, Payload>> {
+        match core::mem::replace(self, Slot::Empty) {
+            Slot::Output(out) => Some(out),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 impl<F, T> StackTask<F, T>
@@ -350,8 +385,7 @@ where
     pub(crate) fn new(func: F) -> Self {
         StackTask {
             node: Node::new(Self::run),
-            func: UnsafeCell::new(Some(func)),
-            output: UnsafeCell::new(None),
+            slot: UnsafeCell::new(Slot::Func(func)),
         }
     }
 
@@ -363,7 +397,7 @@ where
     /// off), then parks on `parker` (the calling thread's).
     pub(crate) fn run_on(self, queue: &Queue, parker: &Parker) -> Result<Result<T, Payload>, F> {
         // Derived from the whole task (not just its `node` field) so that the
-        // worker may reach `func` and `output` through it.
+        // worker may reach `slot` through it.
         let node = (&raw const self).cast::<Node>().cast_mut();
         // From here until `DONE` the worker may use this frame, so nothing
         // below may unwind out of it. Nothing can (atomics, `SpinPolicy`,
@@ -383,17 +417,17 @@ where
             Ok(_) => {
                 self.retire_frame();
                 Ok(self
-                    .output
+                    .slot
                     // SAFETY: `DONE` was observed with acquire: the worker is
                     // gone from this frame and its writes are visible.
-                    .with_mut(|out| unsafe { (*out).take() })
+                    .with_mut(|slot| unsafe { (*slot).take_output() })
                     .unwrap_or_else(|| unreachable!("ste: a task completed without a result")))
             }
             Err(()) => Err(self
-                .func
+                .slot
                 // SAFETY: the push failed, the worker never saw the node;
                 // this thread is the only user of the task.
-                .with_mut(|func| unsafe { (*func).take() })
+                .with_mut(|slot| unsafe { (*slot).take_func() })
                 .unwrap_or_else(|| unreachable!("ste: an unpushed task lost its closure"))),
         }
     }
@@ -409,8 +443,7 @@ where
     fn retire_frame(&self) {
         self.node.next.with_mut(|_| ());
         self.node.unparker.with_mut(|_| ());
-        self.func.with_mut(|_| ());
-        self.output.with_mut(|_| ());
+        self.slot.with_mut(|_| ());
     }
 
     /// The caller's half of the completion handshake (module docs).
@@ -450,13 +483,13 @@ where
     unsafe fn run(node: *mut Node) {
         let task = node.cast::<Self>().cast_const();
         let result = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the caller wrote `func` before publishing the node and
+            // SAFETY: the caller wrote `slot` before publishing the node and
             // does not touch it until DONE; this thread is the only user.
-            let func = unsafe { (*task).func.with_mut(|f| (*f).take()) };
+            let func = unsafe { (*task).slot.with_mut(|slot| (*slot).take_func()) };
             func.expect("ste: a task was run twice")()
         }));
-        // SAFETY: as above for `output`: the caller reads it only after DONE.
-        unsafe { (*task).output.with_mut(|out| *out = Some(result)) };
+        // SAFETY: as above: the caller reads the slot only after DONE.
+        unsafe { (*task).slot.with_mut(|slot| *slot = Slot::Output(result)) };
         // SAFETY: the node is valid and ours until `complete` publishes DONE.
         unsafe { complete(node) };
         // `task`/`node` must not be used from here on.
