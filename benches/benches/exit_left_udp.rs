@@ -35,8 +35,9 @@
 //!   notices deadlines and `close`) and `echo` answers with
 //!   `stage.resource().send_to`. `serve` is the loop the crate recommends
 //!   for saturated traffic: the head delivers others' datagrams to their
-//!   owners' mailboxes (one wake-up each), echoes its own in place between
-//!   reads, and keeps the headship for as long as it serves.
+//!   owners' mailboxes (one wake-up each) and echoes its own between reads,
+//!   lending the headship while it does (an owner back from its own echo
+//!   takes the reading over at once; otherwise the head takes it back).
 //! - **ours-recv**: the same with `stage.recv(ticket, 1 s, read_one)` in a
 //!   loop, echoing after each call: `recv` keeps the headship while what the
 //!   head reads belongs to others and hands it on when it reads its own, so
@@ -97,6 +98,11 @@
 //!   one more switch per datagram for every design), and in loaded rounds
 //!   the busy threads' preemptions too.
 //!
+//! - **server CPU µs / datagram**: each server thread's own CPU time
+//!   (`CLOCK_THREAD_CPUTIME_ID`) over the same window, added up, over the
+//!   datagrams echoed: what a design costs the machine, which on a loaded
+//!   host is what decides its throughput.
+//!
 //! A thread that blocks and is woken is one voluntary switch. Per datagram
 //! one at a time, the floor is one (the owner, for socket-per-thread); a
 //! design that reads on one thread and hands over to the owner on another
@@ -130,13 +136,18 @@
 //! one-at-a-time switches per datagram of every design and the saturated
 //! throughput ratios, one column per (mode, N).
 //!
+//! While developing, `BENCH_CELL=all-8` (`one-2`, ..., `all-32`, or a
+//! comma-separated list) runs those cells only, and
+//! `BENCH_DESIGN=ours-blocking` (with `BENCH_CELL`) one design, printing
+//! the rounds and no report (for example under `perf record`).
+//!
 //! `--test` (`cargo bench -p benches -- --test`) is the smoke test: one
 //! quiet round, each design once per (workload, N), a few dozen datagrams
 //! each, every echo checked, and the echo count of the server checked
 //! against what the client sent. Writes
 //! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
 
-use benches::interleaved::{Load, Settings, busy_threads};
+use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -229,6 +240,8 @@ fn process_switches() -> Switches {
 /// What one server thread reports when it ends.
 struct Report {
     switches: Switches,
+    /// CPU time the thread used (user + system).
+    cpu: Duration,
     echoed: u64,
 }
 
@@ -272,10 +285,11 @@ impl ServerBuilder {
         let t = thread::Builder::new()
             .name("server".into())
             .spawn(move || {
-                let switches = thread_switches();
+                let (switches, cpu) = (thread_switches(), thread_cpu());
                 let echoed = body(&|| ready.send(()).unwrap());
                 let _ = reports.send(Report {
                     switches: thread_switches() - switches,
+                    cpu: thread_cpu() - cpu,
                     echoed,
                 });
             })
@@ -312,6 +326,7 @@ impl Server {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         let mut total = Report {
             switches: Switches::default(),
+            cpu: Duration::ZERO,
             echoed: 0,
         };
         for _ in 0..self.threads.len() {
@@ -321,6 +336,7 @@ impl Server {
                 .recv_timeout(left)
                 .expect("a server thread did not stop in time");
             total.switches += r.switches;
+            total.cpu += r.cpu;
             total.echoed += r.echoed;
         }
         for t in self.threads {
@@ -1009,6 +1025,7 @@ struct RunStats {
     server_cs: f64,
     server_vcs: f64,
     process_cs: f64,
+    server_cpu_us: f64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -1050,6 +1067,7 @@ fn run_once(
         server_cs: server.switches.total() as f64 / server.echoed as f64,
         server_vcs: server.switches.voluntary as f64 / server.echoed as f64,
         process_cs: got.process_switches.total() as f64 / got.datagrams as f64,
+        server_cpu_us: server.cpu.as_secs_f64() * 1e6 / server.echoed as f64,
     }
 }
 
@@ -1071,11 +1089,31 @@ fn main() {
     if settings.smoke {
         settings.max_trips = 40;
     }
-    let cells: Vec<(Workload, usize)> = [Workload::OneAtATime, Workload::AllAtOnce]
+    let mut cells: Vec<(Workload, usize)> = [Workload::OneAtATime, Workload::AllAtOnce]
         .into_iter()
         .flat_map(|w| NS.map(|n| (w, n)))
         .collect();
-    let d = DESIGNS.len();
+    // While developing: `BENCH_CELL=all-8` (or `one-32,all-8`, ...) runs
+    // those cells only and prints the rounds, no report.
+    let only = std::env::var("BENCH_CELL").ok();
+    if let Some(only) = &only {
+        cells.retain(|&(w, n)| {
+            let w = if w == Workload::OneAtATime {
+                "one"
+            } else {
+                "all"
+            };
+            only.split(',').any(|o| o == format!("{w}-{n}"))
+        });
+        assert!(!cells.is_empty(), "BENCH_CELL={only}: no such cell");
+    }
+    // And `BENCH_DESIGN=ours-blocking` runs that design only (to profile it).
+    let designs: Vec<&Design> = match std::env::var("BENCH_DESIGN") {
+        Ok(name) if only.is_some() => DESIGNS.iter().filter(|d| d.name == name).collect(),
+        _ => DESIGNS.iter().collect(),
+    };
+    assert!(!designs.is_empty(), "BENCH_DESIGN: no such design");
+    let d = designs.len();
     let run = |design: &Design, (w, n): (Workload, usize), run_time| {
         run_once(design, w, n, settings.max_trips, run_time)
     };
@@ -1084,7 +1122,7 @@ fn main() {
         for mode in 0..modes {
             let _load = (mode == 1).then(Load::start);
             for &cell in &cells {
-                for design in &DESIGNS {
+                for design in &designs {
                     run(design, cell, settings.run_time / 3);
                 }
             }
@@ -1100,7 +1138,7 @@ fn main() {
             for (c, &cell) in cells.iter().enumerate() {
                 for k in 0..d {
                     let i = (round + k) % d;
-                    per_mode[c][i].push(run(&DESIGNS[i], cell, settings.run_time));
+                    per_mode[c][i].push(run(designs[i], cell, settings.run_time));
                 }
             }
         }
@@ -1113,15 +1151,21 @@ fn main() {
         for (mode, per_mode) in results.iter().enumerate() {
             for (c, &(w, n)) in cells.iter().enumerate() {
                 line += &format!("\n  {:6} {:13} N={n:2}:", MODES[mode], w.name());
-                for (i, design) in DESIGNS.iter().enumerate() {
+                for (i, design) in designs.iter().enumerate() {
                     let r = per_mode[c][i].last().unwrap();
-                    line += &format!(" {} {:.0} ({:.2});", design.name, r.per_sec, r.server_cs);
+                    line += &format!(
+                        " {} {:.0} ({:.2} cs, {:.1} µs);",
+                        design.name, r.per_sec, r.server_cs, r.server_cpu_us
+                    );
                 }
             }
         }
         eprintln!("{line}");
     }
 
+    if only.is_some() {
+        return;
+    }
     if settings.smoke {
         eprintln!(
             "exit_left_udp: smoke test passed ({} designs x {} cells, every datagram echoed)",
@@ -1178,8 +1222,8 @@ fn report(
         md += &format!(
             "### {}\n\n| workload | N | design | datagrams/s | throughput ours / this (>1: ours \
              faster) | (min - max) | p50 µs | p99 µs | server cs / dgram (voluntary) | process \
-             cs / dgram | server cs ours / this (<1: ours fewer) |\n\
-             |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             cs / dgram | server cs ours / this (<1: ours fewer) | server CPU µs / dgram |\n\
+             |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             MODES[mode]
         );
         for (c, &(w, n)) in cells.iter().enumerate() {
@@ -1191,7 +1235,7 @@ fn report(
                 let hi = thr.iter().copied().fold(0.0, f64::max);
                 md += &format!(
                     "| {} | {n} | {} | {:.0} | {:.2} | ({lo:.2} - {hi:.2}) | {:.1} | {:.1} \
-                     | {:.2} ({:.2}) | {:.2} | {:.2} |\n",
+                     | {:.2} ({:.2}) | {:.2} | {:.2} | {:.1} |\n",
                     w.name(),
                     design.name,
                     median(this.iter().map(|r| r.per_sec)),
@@ -1202,6 +1246,7 @@ fn report(
                     median(this.iter().map(|r| r.server_vcs)),
                     median(this.iter().map(|r| r.process_cs)),
                     cs_ratio(ours, this),
+                    median(this.iter().map(|r| r.server_cpu_us)),
                 );
             }
         }
@@ -1245,6 +1290,18 @@ fn report(
         for &(m, n) in &cols {
             let per_cell = &results[m][cell_of(Workload::AllAtOnce, n)];
             md += &format!(" {:.2} |", median(thr_ratios(&per_cell[0], &per_cell[i])));
+        }
+        md.push('\n');
+    }
+    md += "\nAll at once (saturation), CPU time of the design's own threads per datagram, µs \
+           (`CLOCK_THREAD_CPUTIME_ID` of every server thread over its life, over the datagrams \
+           it echoed):\n\n";
+    md += &header("design");
+    for (i, design) in DESIGNS.iter().enumerate() {
+        md += &format!("| {} |", design.name);
+        for &(m, n) in &cols {
+            let runs = &results[m][cell_of(Workload::AllAtOnce, n)][i];
+            md += &format!(" {:.1} |", median(runs.iter().map(|r| r.server_cpu_us)));
         }
         md.push('\n');
     }

@@ -82,8 +82,11 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
             match this.phase {
                 Phase::Start => {
                     stage.check_ticket(this.ticket);
-                    if let Some(entry) = stage.begin(&mut st, slot, me) {
+                    let mut stale = None;
+                    if let Some(entry) = stage.begin(&mut st, slot, me, &mut stale) {
                         this.phase = Phase::Done;
+                        drop(st);
+                        drop(stale);
                         return Poll::Ready(entry);
                     }
                     if let Some(waker) = fresh.take() {

@@ -90,6 +90,76 @@ impl<T: Hash + Eq, R, M> HeadGuard<'_, T, R, M> {
     }
 }
 
+impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
+    /// Frees the headship without promoting anyone, for `serve` while it
+    /// handles its own message: a thread that enters meanwhile heads at
+    /// once. The returned [`Lent`] takes it back or passes it on.
+    pub(crate) fn lend(self) -> Lent<'s, T, R, M> {
+        let stage = self.stage;
+        let mut st = stage.lock();
+        let Headship::Held { slot, thread } = st.headship else {
+            unreachable!("exit_left: a head guard without the headship")
+        };
+        st.headship = Headship::Free;
+        drop(st);
+        core::mem::forget(self);
+        Lent {
+            stage,
+            slot,
+            thread,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// A headship `serve` freed while it handles its own message. Dropping it
+/// (also while unwinding) hands a still-free headship to the longest-waiting
+/// follower, as dropping the guard would have.
+pub(crate) struct Lent<'s, T: Hash + Eq, R, M> {
+    stage: &'s Stage<T, R, M>,
+    slot: Option<crate::table::SlotId>,
+    thread: sync_core::thread::ThreadId,
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl<'s, T: Hash + Eq, R, M> Lent<'s, T, R, M> {
+    /// Heads again if nobody took the headship meanwhile (and the stage is
+    /// open); `None` if another thread heads now.
+    pub(crate) fn reclaim(self) -> Option<HeadGuard<'s, T, R, M>> {
+        let stage = self.stage;
+        let mut st = stage.lock();
+        let again = st.headship == Headship::Free && !st.closed;
+        if again {
+            st.headship = Headship::Held {
+                slot: self.slot,
+                thread: self.thread,
+            };
+        }
+        drop(st);
+        if again {
+            core::mem::forget(self);
+            Some(HeadGuard::new(stage))
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: Hash + Eq, R, M> Drop for Lent<'_, T, R, M> {
+    fn drop(&mut self) {
+        let mut st = self.stage.lock();
+        let wake = if st.headship == Headship::Free {
+            st.hand_off()
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+}
+
 impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
     fn drop(&mut self) {
         let mut st = self.stage.lock();

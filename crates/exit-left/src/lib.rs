@@ -80,9 +80,12 @@
 //! wake-ups per item. Keep the headship while what you read belongs to
 //! others, deliver it, and hand off only when you have your own item (or at
 //! your deadline). [`Stage::recv`] does exactly that. Under saturated
-//! traffic, [`Stage::serve`] keeps the headship even across the head's own
-//! messages (it handles them in place between reads), so the resource is
-//! never left unread while a promoted follower wakes up.
+//! traffic, [`Stage::serve`] goes further: the head handles its own
+//! messages itself between reads, so the resource is never left unread
+//! while a promoted follower wakes up, and it *lends* the headship while it
+//! does (a thread that is running and enters meanwhile takes the reading
+//! over at once; see [`Stage::serve`]), so the reading never stays with one
+//! thread that the scheduler preempts on a busy machine.
 //!
 //! # Guarantees
 //!
@@ -91,7 +94,12 @@
 //! - **FIFO hand-off, one wake-up.** Dropping the guard (also while
 //!   unwinding from a panic) promotes the longest-waiting follower and wakes
 //!   exactly that one thread. No follower is skipped twice in a row; none
-//!   starves.
+//!   starves. The one exception is the headship that [`Stage::serve`] lends
+//!   while its `handle` runs: a thread that enters then heads at once, ahead
+//!   of the queue, so threads that keep entering through lent headships can
+//!   keep a follower that waits for the headship itself behind them (a
+//!   follower in `serve` or `recv` waits for its mail, which whoever heads
+//!   delivers).
 //! - **Nothing lost.** A notification for a ticket that is not waiting (also
 //!   the head's own) is recorded and returned by its next `enter`. A
 //!   notification beats a promotion: the promoted follower returns

@@ -12,8 +12,12 @@
 //! The state is a [`Table`] of registered tokens, a FIFO of waiting slots,
 //! and the *headship*, which is in exactly one of three states:
 //!
-//! - `Free`: nobody heads. Then the FIFO is empty, and the next `enter` that
-//!   has no notification waiting for it takes the headship on the spot.
+//! - `Free`: nobody heads, and the next `enter` that has no notification
+//!   waiting for it takes the headship on the spot. The FIFO is empty, except
+//!   while `serve` lends the headship (its head frees it while it handles
+//!   its own message; see `mailbox.rs`): then followers may be queued, and a
+//!   thread that enters heads ahead of them (leaving the queue first if a
+//!   leaked future had left its slot there).
 //! - `Held`: a [`HeadGuard`] exists. `slot` is the ticket it came from (gone
 //!   if that ticket was dropped), `thread` the thread that holds it (the guard
 //!   is `!Send`), so that an `enter` from that thread panics instead of
@@ -220,6 +224,18 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         ticket: &mut Ticket<'_, T, R, M>,
         timeout: Option<Duration>,
     ) -> Entry<'_, T, R, M> {
+        self.enter_for_mail(ticket, timeout, false).0
+    }
+
+    /// `enter`; with `take_mail`, an entry that ends `Notified` also takes
+    /// the ticket's next message under the same lock (one lock round trip
+    /// per message for `serve`'s followers instead of three).
+    pub(crate) fn enter_for_mail(
+        &self,
+        ticket: &mut Ticket<'_, T, R, M>,
+        timeout: Option<Duration>,
+        take_mail: bool,
+    ) -> (Entry<'_, T, R, M>, Option<M>) {
         self.check_ticket(ticket);
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let me = thread::current().id();
@@ -234,8 +250,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 );
             }
         }
-        if let Some(entry) = self.begin(&mut st, slot, me) {
-            return entry;
+        let mut stale = None;
+        if let Some(entry) = self.begin(&mut st, slot, me, &mut stale) {
+            let done = Self::with_mail(&mut st, slot, entry, take_mail);
+            drop(st);
+            drop(stale);
+            return done;
         }
         sync_core::with_thread_parker(|parker| {
             let stale = st.table.wait_with(slot, parker.waker());
@@ -254,7 +274,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 };
                 let mut st = self.lock();
                 match st.table.slot(slot).wait {
-                    Wait::Resolved(r) => break self.finish(&mut st, slot, r, me),
+                    Wait::Resolved(r) => {
+                        let entry = self.finish(&mut st, slot, r, me);
+                        break Self::with_mail(&mut st, slot, entry, take_mail);
+                    }
                     Wait::Queued { .. } if !woken => {
                         let waker = st.table.dequeue(slot, None);
                         st.counters.timeouts += 1;
@@ -263,7 +286,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                         // Our own parker's waker: dropping it runs no
                         // foreign code.
                         drop(waker);
-                        return Entry::TimedOut;
+                        return (Entry::TimedOut, None);
                     }
                     // A stale unpark of this thread's parker: wait on.
                     Wait::Queued { .. } => {}
@@ -381,12 +404,16 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     }
 
     /// The outcomes of an `enter` that need no waiting, in order: closed,
-    /// a recorded notification (or mail), a free headship.
+    /// a recorded notification (or mail), a free headship. A slot that a
+    /// leaked future left queued leaves the queue when it takes a free
+    /// headship (free with a queue: `serve` lends it): `stale` gets that
+    /// future's waker, for the caller to drop after the lock.
     pub(crate) fn begin(
         &self,
         st: &mut State<T, M>,
         slot: SlotId,
         me: ThreadId,
+        stale: &mut Option<Waker>,
     ) -> Option<Entry<'_, T, R, M>> {
         if let Headship::Held { slot: Some(h), .. } = st.headship {
             assert!(
@@ -408,6 +435,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             return Some(Entry::Notified);
         }
         if st.headship == Headship::Free {
+            // A head is never also a follower (its guard's hand-off would
+            // promote itself).
+            if matches!(st.table.slot(slot).wait, Wait::Queued { .. }) {
+                *stale = Some(st.table.dequeue(slot, None));
+            }
             st.headship = Headship::Held {
                 slot: Some(slot),
                 thread: me,
@@ -464,6 +496,21 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     }
 
     /// Turns a resolution, read under the lock, into the `Entry` returned.
+    /// For `enter_for_mail`: a `Notified` entry with the slot's next
+    /// message, if asked for and there is one.
+    fn with_mail<'s>(
+        st: &mut State<T, M>,
+        slot: SlotId,
+        entry: Entry<'s, T, R, M>,
+        take_mail: bool,
+    ) -> (Entry<'s, T, R, M>, Option<M>) {
+        let mail = match entry {
+            Entry::Notified if take_mail => st.table.slot_mut(slot).inbox.pop_front(),
+            _ => None,
+        };
+        (entry, mail)
+    }
+
     pub(crate) fn finish(
         &self,
         st: &mut State<T, M>,

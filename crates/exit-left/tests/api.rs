@@ -453,7 +453,7 @@ fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
 }
 
 #[test]
-fn serve_handles_its_own_messages_in_place_and_keeps_the_headship() {
+fn serve_handles_its_own_messages_between_reads_and_lends_the_headship_meanwhile() {
     let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&[
         (1, 10),
         (2, 20),
@@ -466,7 +466,7 @@ fn serve_handles_its_own_messages_in_place_and_keeps_the_headship() {
     let mut t2 = stage.ticket(2).unwrap();
     let mut mine = Vec::new();
     let out = stage.serve(&mut t1, LONG, read, |m| {
-        assert!(stage.is_headed(), "handled while still heading");
+        assert!(!stage.is_headed(), "the headship is lent while handling");
         mine.push(m);
         if mine.len() == 3 {
             std::ops::ControlFlow::Break("enough")
@@ -490,6 +490,101 @@ fn serve_handles_its_own_messages_in_place_and_keeps_the_headship() {
         panic!("nothing to handle, got {m}")
     });
     assert_eq!(out, Err::<(), _>(RecvError::TimedOut));
+}
+
+/// `serve`'s head frees the headship while it handles its own message; a
+/// thread that enters meanwhile heads at once, and `serve` reads on after
+/// the headship came back free.
+#[test]
+fn a_thread_entering_while_serve_lends_heads_at_once() {
+    let _w = watchdog("a_thread_entering_while_serve_lends_heads_at_once");
+    let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&[(1, 10), (1, 11)]));
+    let mut t1 = stage.ticket(1).unwrap();
+    let mut mine = Vec::new();
+    let out = stage.serve(&mut t1, LONG, read, |m| {
+        mine.push(m);
+        if m == 10 {
+            thread::scope(|s| {
+                s.spawn(|| {
+                    let mut t2 = stage.ticket(2).unwrap();
+                    assert!(stage.enter(&mut t2, LONG).is_head(), "heads at once");
+                });
+            });
+            std::ops::ControlFlow::Continue(())
+        } else {
+            std::ops::ControlFlow::Break(())
+        }
+    });
+    assert_eq!(out, Ok(()));
+    assert_eq!(mine, [10, 11]);
+    assert_eq!(stage.counters().promotions, 0, "nobody was woken to head");
+}
+
+/// A `serve` that ends (or whose `handle` panics) while its headship is
+/// lent hands it to the follower that queued meanwhile: the follower, which
+/// waits longer than the test would, must be promoted, not left behind a
+/// free headship.
+fn serve_ending_while_lent_promotes_the_waiting_follower(panic: bool) {
+    let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&[(1, 10)]));
+    let mut t1 = stage.ticket(1).unwrap();
+    thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let mut t2 = stage.ticket(2).unwrap();
+            while !stage.is_headed() {
+                thread::yield_now();
+            }
+            stage.enter(&mut t2, LONG).is_head()
+        });
+        let serve = || {
+            stage.serve(
+                &mut t1,
+                LONG,
+                |r: &Items| {
+                    until_waiting(&stage, 1);
+                    read(r)
+                },
+                |m| {
+                    assert!(!panic, "handle panics with {m}");
+                    std::ops::ControlFlow::Break(m)
+                },
+            )
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
+            Ok(out) => assert!(!panic && out == Ok(10)),
+            Err(payload) => {
+                assert!(panic);
+                drop(payload);
+            }
+        }
+        assert!(follower.join().unwrap(), "the follower was promoted");
+    });
+    assert_eq!(stage.counters().promotions, 1);
+}
+
+#[test]
+fn serve_returning_while_lent_promotes_the_waiting_follower() {
+    let _w = watchdog("serve_returning_while_lent_promotes_the_waiting_follower");
+    serve_ending_while_lent_promotes_the_waiting_follower(false);
+}
+
+#[test]
+fn a_panicking_handle_while_lent_promotes_the_waiting_follower() {
+    let _w = watchdog("a_panicking_handle_while_lent_promotes_the_waiting_follower");
+    serve_ending_while_lent_promotes_the_waiting_follower(true);
+}
+
+#[test]
+fn close_while_serve_lends_ends_it() {
+    let _w = watchdog("close_while_serve_lends_ends_it");
+    let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&[(1, 10), (1, 11)]));
+    let mut t1 = stage.ticket(1).unwrap();
+    let out = stage.serve(&mut t1, LONG, read, |m| {
+        assert_eq!(m, 10, "nothing is read after close");
+        stage.close();
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(out, Err(RecvError::Closed));
+    assert!(!stage.is_headed());
 }
 
 #[test]

@@ -506,8 +506,9 @@ fn recv_reentered_from_read_one_panics_and_hands_off() {
 
 /// `serve` as head: its own messages (also one its `handle` delivers to
 /// itself, re-entrantly) are handled in order, others' are delivered; a
-/// `handle` that enters the stage from the head's thread panics with the
-/// message and the headship is handed on.
+/// `handle` may enter the stage (the headship is lent while it runs), a
+/// `read_one` that enters from the head's thread panics with the message
+/// and the headship is handed on.
 #[test]
 fn serve_with_a_reentrant_handle() {
     let _w = watchdog("serve_with_a_reentrant_handle");
@@ -533,11 +534,25 @@ fn serve_with_a_reentrant_handle() {
     assert_eq!(stage.try_recv(&mut b), Some(20));
     assert!(!stage.is_headed());
     stage.resource().lock().unwrap().push_back((1, 13));
+    // `handle` runs while the headship is lent (free): entering from it is
+    // an ordinary entry, which heads here.
+    let r = stage.serve(&mut a, LONG, read, |_| {
+        assert!(stage.enter(&mut b, None).is_head(), "the lent headship");
+        ControlFlow::Break(())
+    });
+    assert_eq!(r, Ok(()));
+    assert!(!stage.is_headed());
+    // `read_one` runs while heading: entering from it panics.
     let r = catch_unwind(AssertUnwindSafe(|| {
-        stage.serve(&mut a, LONG, read, |_| {
-            let _ = stage.enter(&mut b, None);
-            ControlFlow::Break(())
-        })
+        stage.serve(
+            &mut a,
+            LONG,
+            |_| -> Result<Option<(u32, u32)>, ()> {
+                let _ = stage.enter(&mut b, None);
+                unreachable!("enter returned on the heading thread")
+            },
+            |_| ControlFlow::Break(()),
+        )
     }));
     assert!(r.is_err(), "entering from the serving head's thread panics");
     assert!(!stage.is_headed(), "the headship was handed on");
