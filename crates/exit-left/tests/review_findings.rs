@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Got, LONG, got, poll_once, until_waiting, watchdog};
+use common::{Got, LONG, Rng, got, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Stage};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -585,17 +585,6 @@ fn block_on_for<F: Future + Unpin>(fut: &mut F, limit: Duration, fresh: bool) ->
             return None;
         }
         thread::park_timeout(deadline - now);
-    }
-}
-
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
 }
 

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Got, LONG, got, iters, poll_once, until_waiting, watchdog};
+use common::{Got, LONG, Rng, got, iters, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Stage, Ticket};
 use std::cell::RefCell;
 use std::ops::ControlFlow;
@@ -933,17 +933,6 @@ fn an_async_entry_while_lent_heads_and_its_drop_promotes_the_queued_follower() {
     let c = stage.counters();
     assert_eq!((c.promotions, c.unrouted), (1, 0));
     quiet(&stage);
-}
-
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
 }
 
 /// Two `serve`s, a `recv` loop and a hand-written `enter` loop on one

@@ -5,26 +5,12 @@
 
 mod common;
 
-use common::{iters, watchdog};
+use common::{Rng, iters, watchdog};
 use exit_left::{Entry, NotifyOutcome, Stage};
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
-
-/// xorshift64*: enough randomness for timing choices, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Msg {

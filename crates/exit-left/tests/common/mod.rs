@@ -44,3 +44,22 @@ pub fn got<T: std::hash::Hash + Eq, R, M>(entry: exit_left::Entry<'_, T, R, M>) 
         exit_left::Entry::Closed => Got::Closed,
     }
 }
+
+/// xorshift64*: enough randomness for timing and routing choices in the
+/// stress and review tests, with no dependency. Seeded by the caller, so
+/// a failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in `0..n` for tests (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
