@@ -21,8 +21,10 @@
 //! - blocking: each channel's own blocking receive on both sides.
 //!
 //! Writes `target/bench-report.d/multishot-interleaved.md`. `BENCH_ROUNDS`
-//! and `BENCH_RUN_MS` shrink a run while developing; `--test` runs every
-//! row once, briefly.
+//! and `BENCH_RUN_MS` shrink a run while developing; `BENCH_SECTION=blocking`
+//! (or `spin`, `park`) runs that group only and writes no report (a partial
+//! report would replace the whole one; the table is on the terminal);
+//! `--test` runs every row once, briefly.
 
 #[path = "shared/multishot_pingpong.rs"]
 mod pingpong;
@@ -51,24 +53,32 @@ fn main() {
     park_task.push(Design::new("tokio (own current-thread runtime)", |n| {
         pingpong::tokio(n, Wait::TokioRuntime)
     }));
+    let section = std::env::var("BENCH_SECTION").ok();
+    let wanted = |name: &str| section.as_deref().is_none_or(|s| s == name);
     let mut md = String::from("## multishot: two-thread ping-pong, interleaved rounds\n\n");
-    md += &compare(
-        "task-style, busy-waiting executor (both sides `spin_block_on`)",
-        &rows(Wait::SpinTask),
-        &settings,
-    );
-    md += &compare(
-        "task-style, parking executor (both sides `sync_core::future::block_on`; \
-         one tokio row in tokio's own current-thread runtime)",
-        &park_task,
-        &settings,
-    );
-    md += &compare(
-        "blocking (each channel's own blocking receive on both sides)",
-        &rows(Wait::Blocking),
-        &settings,
-    );
-    if !settings.smoke {
+    if wanted("spin") {
+        md += &compare(
+            "task-style, busy-waiting executor (both sides `spin_block_on`)",
+            &rows(Wait::SpinTask),
+            &settings,
+        );
+    }
+    if wanted("park") {
+        md += &compare(
+            "task-style, parking executor (both sides `sync_core::future::block_on`; \
+             one tokio row in tokio's own current-thread runtime)",
+            &park_task,
+            &settings,
+        );
+    }
+    if wanted("blocking") {
+        md += &compare(
+            "blocking (each channel's own blocking receive on both sides)",
+            &rows(Wait::Blocking),
+            &settings,
+        );
+    }
+    if section.is_none() && !settings.smoke {
         std::fs::write(benches::report_fragment_path("multishot-interleaved"), md).unwrap();
     }
 }

@@ -87,6 +87,7 @@
 
 mod error;
 mod inner;
+mod peer_hint;
 mod receiver;
 mod sender;
 

@@ -111,7 +111,9 @@ impl<T> Receiver<T> {
     ///
     /// Spins for a bounded moment first (50 µs at most, and only while this
     /// receiver's recent spins caught the value fast:
-    /// [`SpinPolicy`](sync_core::SpinPolicy); it never yields), then parks on a
+    /// [`SpinPolicy`](sync_core::SpinPolicy); or about 2 µs if this thread's
+    /// last send found its receiver running, the reply of a ping-pong whose
+    /// peer is awake; it never yields), then parks on a
     /// cached per-thread parker ([`with_thread_parker`]): no allocation
     /// after the thread's first blocking call at that nesting depth (a call
     /// inside `sync_core::future::block_on` uses a second cached parker).
@@ -148,9 +150,13 @@ impl<T> Receiver<T> {
         let expired = deadline.is_some_and(|d| d <= Instant::now());
         if !expired {
             let shared = self.shared();
+            // Spins even without credit if this thread's last send found
+            // its receiver running (`peer_hint`): the answer may be close.
             shared
                 .rx_spin
-                .spin_until(|| shared.state.load(Ordering::Acquire) & TX_DONE != 0);
+                .spin_until_unless_parked(crate::peer_hint::take(), || {
+                    shared.state.load(Ordering::Acquire) & TX_DONE != 0
+                });
         }
         let closed =
             |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);

@@ -38,12 +38,16 @@ use std::time::{Duration, Instant};
 ///   ([`spin_until_unless_parked`](SpinPolicy::spin_until_unless_parked)).
 ///   Without this, two parked sides of a ping-pong stay parked: each side's
 ///   probe finds the other asleep, so it only ever sees late answers. A
-///   site without credit spins on a hint only until [`FAST`](SpinPolicy::FAST):
-///   under load, a peer that has not parked is often preempted rather than
-///   running, and two such sides kept each other spinning for the whole
-///   `SPIN_LIMIT` on every wait (ste's loaded round trips: rounds at 40 µs
-///   of CPU per round trip; with the shorter hint spin, 7-8 µs, and CPU per
-///   round trip 0.80-0.86x crossbeam's in three runs instead of 0.84-1.05x).
+///   site without credit spins on a hint only for the first, clock-free
+///   batch of polls (about 2 µs; a peer that is really on a core answers
+///   within it): under load, a peer that has not parked is often preempted
+///   rather than running. With the whole `SPIN_LIMIT` on a hint, ste's two
+///   sides kept each other spinning for it on every wait (loaded rounds at
+///   40 µs of CPU per round trip); with `FAST` (4 µs, the limit before
+///   this), multishot's blocking ping-pong, once it took hints too, had
+///   loaded rounds at 7-8 µs of CPU per round trip where oneshot, parking
+///   at once, needed 3; with the first batch only, 0.7-1 µs (it spins and
+///   wins) or the parked cost.
 ///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
@@ -192,11 +196,11 @@ impl SpinPolicy {
     /// quiet machine: one side's probe keeps it running, the other sees it
     /// running and spins too.
     ///
-    /// A site without credit spins on a hint for at most
-    /// [`FAST`](Self::FAST) instead of [`SPIN_LIMIT`](Self::SPIN_LIMIT): a
-    /// peer that has not parked may still be preempted, and under load two
-    /// sides that never park would otherwise keep each other spinning for
-    /// the whole limit on every wait.
+    /// A site without credit spins on a hint only for the first batch of
+    /// polls (about 2 µs, no clock read) instead of
+    /// [`SPIN_LIMIT`](Self::SPIN_LIMIT): a peer that has not parked may
+    /// still be preempted, and under load two sides that never park would
+    /// otherwise keep each other spinning on every wait.
     #[inline]
     pub fn spin_until_unless_parked(
         &self,
@@ -214,13 +218,13 @@ impl SpinPolicy {
         }
         // A site without credit has lately seen its "running" peer answer
         // late or not at all: on a loaded machine a peer that has not
-        // parked is often preempted, not running. Then the hint buys only a
-        // fast spin (a peer really on a core answers within `FAST`), so a
-        // wrong hint costs `FAST`, not `SPIN_LIMIT`, of the time slice.
+        // parked is often preempted, not running. Then the hint buys only
+        // the first batch of polls (a peer really on a core answers within
+        // it), so a wrong hint costs about 2 µs, not `SPIN_LIMIT`.
         let limit = if self.has_credit() {
             Self::SPIN_LIMIT
         } else {
-            Self::FAST
+            Duration::ZERO
         };
         let outcome = Self::spin(&mut ready, limit);
         self.record(true, outcome);
@@ -280,6 +284,10 @@ impl SpinPolicy {
             if ready() {
                 return Outcome::Fast;
             }
+        }
+        // A zero limit: the first batch only (a hint without credit).
+        if limit.is_zero() {
+            return Outcome::Miss;
         }
         let start = Instant::now();
         loop {
@@ -396,32 +404,36 @@ mod tests {
         assert_eq!(checks.get(), 1);
     }
 
-    /// A hint without credit buys a fast spin only: a condition that comes
-    /// true 40 µs into the wait (a preempted peer, under load) is waited
-    /// out by a site with credit and given up on by one without. Each side
-    /// is tried on fresh sites up to five times, so that one preemption of
-    /// this test's own thread (which can stretch a batch of polls past
-    /// either limit) cannot decide it.
+    /// A hint without credit buys the first batch of polls only: a
+    /// condition that comes true at its 200th poll (a peer that answers a
+    /// few microseconds late) is waited out by a site with credit and
+    /// given up on, after exactly one check and one batch, by one without.
+    /// The site with credit is tried up to five times, so that one
+    /// preemption of this test's thread past `SPIN_LIMIT` cannot decide it.
     #[test]
-    #[cfg_attr(miri, ignore = "50 µs spins on Miri's virtual clock are slow")]
-    fn a_hint_without_credit_spins_for_a_fast_answer_only() {
+    #[cfg_attr(miri, ignore = "Miri's clock may pass SPIN_LIMIT within 200 polls")]
+    fn a_hint_without_credit_spins_for_one_batch_only() {
         use super::Outcome;
-        use std::time::{Duration, Instant};
-        let answered_late = |site: &SpinPolicy| {
-            let start = Instant::now();
-            site.spin_until_unless_parked(true, || start.elapsed() >= Duration::from_micros(40))
+        let polls_until_late_answer = |site: &SpinPolicy| {
+            let polls = Cell::new(0u32);
+            let answered = site.spin_until_unless_parked(true, || {
+                polls.set(polls.get() + 1);
+                polls.get() >= 200
+            });
+            (answered, polls.get())
         };
         assert!(
-            (0..5).any(|_| answered_late(&SpinPolicy::new())),
+            (0..5).any(|_| polls_until_late_answer(&SpinPolicy::new()) == (true, 200)),
             "a site with credit gave up on a running peer before SPIN_LIMIT"
         );
-        let gave_up = (0..5).any(|_| {
-            let site = SpinPolicy::new();
-            site.record(true, Outcome::Miss);
-            assert!(!site.has_credit());
-            !answered_late(&site)
-        });
-        assert!(gave_up, "a site without credit spun past FAST on a hint");
+        let site = SpinPolicy::new();
+        site.record(true, Outcome::Miss);
+        assert!(!site.has_credit());
+        assert_eq!(
+            polls_until_late_answer(&site),
+            (false, 1 + SpinPolicy::POLLS_PER_CLOCK_READ),
+            "a site without credit spun past the first batch on a hint"
+        );
     }
 
     #[test]
