@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 ///   credit; any other spin costs one. At zero credit the site parks **at
 ///   once**.
 /// - **probes**: a site without credit still spins on one wait in
-///   2^2 ... 2^8 ([`PROBE_GAPS`](SpinPolicy::PROBE_GAPS)): the gap doubles
+///   2^2 ... 2^10 ([`PROBE_GAPS`](SpinPolicy::PROBE_GAPS)): the gap doubles
 ///   after every probe that was not a fast hit and resets on a fast hit. A
 ///   probe that comes true *late* (the peer had to be woken first) earns
 ///   one more spin, to see whether the peer now stays awake.
@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 /// So on a quiet machine a ping-pong keeps spinning (every answer is fast),
 /// and on a loaded one a site stops spinning after two spins that were not
 /// fast, and from then on spends at most two spins per probe, one probe in
-/// 256 waits once the load persists.
+/// 1024 waits once the load persists.
 ///
 /// # The constants, and the measurements behind them
 ///
@@ -87,9 +87,15 @@ use std::time::{Duration, Instant};
 ///   run that long without a fast answer.
 /// - `CREDIT` = 2: one unlucky wait (the peer preempted once) does not
 ///   switch spinning off; two in a row do.
-/// - `PROBE_GAPS` = 2^2 ... 2^8 waits: recovery within a few waits when the
-///   machine gets quiet again; under sustained load, at most two 50 µs spins
-///   per 256 waits (under 0.4 µs per wait on average).
+/// - `PROBE_GAPS` = 2^2 ... 2^10 waits: recovery within a few waits when
+///   the machine gets quiet again after a short busy spell; under sustained
+///   load, at most two 50 µs spins per 1024 waits (under 0.1 µs per wait on
+///   average). Under load a probe usually runs the whole 50 µs: with the
+///   longest gap at 2^8, a loaded blocking ping-pong (parked on both
+///   sides, 3-4 µs of CPU per round trip) spent about 6% of its time in
+///   probes, counted in the bench, against under 1% at 2^12; 2^10 keeps
+///   that near 1.5% and recovery after a long busy spell within 1024
+///   waits (a tenth of a second at 100 µs per parked wait).
 ///
 /// Measured effect (interleaved rounds, `cargo xtask bench -p ste` and
 /// `-p multishot`, median of per-round ratios): quiet, ste's `submit` round
@@ -152,7 +158,7 @@ impl SpinPolicy {
     /// Shortest and longest gap (as powers of two, in waits) between two
     /// probes of a site without credit. A probe that is not a fast hit
     /// doubles the gap; a fast hit resets it.
-    pub const PROBE_GAPS: (u32, u32) = (2, 8);
+    pub const PROBE_GAPS: (u32, u32) = (2, 10);
     /// Polls between two readings of the clock.
     const POLLS_PER_CLOCK_READ: u32 = 64;
 

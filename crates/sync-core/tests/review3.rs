@@ -174,7 +174,7 @@ fn late_answers_after_the_first_batch_still_switch_spinning_off() {
 }
 
 /// From the longest probe gap (after a long run of failed probes), a site
-/// whose answers turn fast spins again within one gap (2^8 waits).
+/// whose answers turn fast spins again within one gap (`PROBE_GAPS.1`).
 #[test]
 #[cfg_attr(miri, ignore = "hundreds of 50 µs spins on Miri's virtual clock")]
 fn a_site_at_the_longest_gap_recovers_within_one_gap() {
