@@ -421,9 +421,13 @@ impl<T> Inner<T> {
             return value;
         }
         debug_assert!(kept.is_none(), "a value kept back from a live receiver");
-        // No waker registered: the receiver is running, so this thread's
-        // next blocking receive (its reply, in a ping-pong) may spin.
-        crate::peer_hint::note_send(!this_rounds_waker(prev));
+        // A value went to a receiver with no waker registered: it is
+        // running, so this thread's next blocking receive (its reply, in a
+        // ping-pong) may spin. (A sender dropped without a value informs
+        // nothing.)
+        if flags & VALUE != 0 {
+            crate::peer_hint::note_send(!this_rounds_waker(prev));
+        }
         if this_rounds_waker(prev) {
             // Our publish took over rx_waker: move the waker out, release.
             // SAFETY: RX_WAKER without HOLD, together with our TX_DONE, gives

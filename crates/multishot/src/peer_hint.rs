@@ -22,7 +22,11 @@
 //! seen running is preempted before it answers) costs one short spin: a
 //! site without credit spins on a hint only for its first batch of polls
 //! (about 2 µs), and the outcome counts in the site's history like a
-//! probe's. Reading the hint clears it.
+//! probe's. A blocking receive that spins reads the hint and clears it;
+//! the other receives (`try_recv`, `recv().await`, a time-out already
+//! past) leave it for the next one, and a send to a receiver that is gone,
+//! or a sender dropped unsent, records nothing: a stale hint costs the same
+//! bounded spin as a wrong one.
 //! Under loom the hint is never set: the model's spins are empty anyway.
 
 use core::cell::Cell;
@@ -31,8 +35,8 @@ std::thread_local! {
     static PEER_RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Records what this thread's send just saw: whether the receiver was
-/// running (had not registered a waker).
+/// Records what this thread's send of a value just saw: whether the
+/// receiver was running (had not registered a waker).
 #[inline]
 pub(crate) fn note_send(receiver_running: bool) {
     if !cfg!(loom) {
@@ -90,6 +94,8 @@ mod tests {
         s.send(2).unwrap();
         assert!(!take(), "a receiver with a registered waker is not running");
         assert_eq!(r.try_recv(), Ok(2));
+        drop(r.sender().unwrap());
+        assert!(!take(), "a sender dropped unsent informs nothing");
     }
 
     #[test]

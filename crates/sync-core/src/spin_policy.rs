@@ -200,8 +200,9 @@ impl SpinPolicy {
     /// quiet machine: one side's probe keeps it running, the other sees it
     /// running and spins too.
     ///
-    /// A site without credit spins on a hint for at most
-    /// [`FAST`](Self::FAST) instead of [`SPIN_LIMIT`](Self::SPIN_LIMIT): a
+    /// A site without credit spins on a hint for at most the first batch
+    /// of polls plus [`FAST`](Self::FAST) (about 2 + 4 µs) instead of
+    /// [`SPIN_LIMIT`](Self::SPIN_LIMIT): a
     /// peer that has not parked may still be preempted, and under load two
     /// sides that never park would otherwise keep each other spinning for
     /// the whole limit on every wait.
