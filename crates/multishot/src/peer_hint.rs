@@ -14,7 +14,7 @@
 //! (spinning in its own receive, or busy elsewhere), and the reply this
 //! thread waits for next is likely to come from it soon. So a send records
 //! that on its thread, and the thread's next blocking receive spins on it
-//! ([`SpinPolicy::spin_until_unless_parked_briefly`](sync_core::SpinPolicy::spin_until_unless_parked_briefly)):
+//! ([`SpinPolicy::spin_until_unless_parked`](sync_core::SpinPolicy::spin_until_unless_parked)):
 //! one side's probe keeps it running, the other side's send sees that, and
 //! both are back to spinning within a round trip.
 //!

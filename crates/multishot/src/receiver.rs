@@ -154,7 +154,7 @@ impl<T> Receiver<T> {
             // its receiver running (`peer_hint`): the answer may be close.
             shared
                 .rx_spin
-                .spin_until_unless_parked_briefly(crate::peer_hint::take(), || {
+                .spin_until_unless_parked(crate::peer_hint::take(), || {
                     shared.state.load(Ordering::Acquire) & TX_DONE != 0
                 });
         }

@@ -1,11 +1,11 @@
 //! Hostile review of multishot's per-thread peer hint (`peer_hint`: a send
 //! records whether its receiver was running; the thread's next blocking
-//! receive spins on that) and of `SpinPolicy::spin_until_unless_parked_briefly`.
+//! receive spins on that) and of `SpinPolicy::spin_until_unless_parked`.
 //!
-//! The review found one defect, the blocking receive wired to the hinted
-//! spin with the `FAST` limit instead of the brief one (fixed in the
-//! receiver; spin lengths cannot be asserted without a clock, so no test
-//! here). These tests pin the hint's contract through the public
+//! The review found one defect, the blocking receive wired to a hinted
+//! spin with the `FAST` limit instead of the first batch only (fixed since:
+//! there is one hinted spin now, the brief one; spin lengths cannot be
+//! asserted without a clock, so no test here). These tests pin the hint's contract through the public
 //! API: the hint only ever changes how long a blocking receive spins, so
 //! whatever the hostile case (sends from a waker's `wake` / `drop`, from a
 //! payload's `Drop`, from a thread-local destructor, a thread sending to its

@@ -38,14 +38,16 @@ use std::time::{Duration, Instant};
 ///   ([`spin_until_unless_parked`](SpinPolicy::spin_until_unless_parked)).
 ///   Without this, two parked sides of a ping-pong stay parked: each side's
 ///   probe finds the other asleep, so it only ever sees late answers. A
-///   site without credit spins on a hint only until [`FAST`](SpinPolicy::FAST)
-///   (or, for a weaker hint, for the first batch of polls:
-///   [`spin_until_unless_parked_briefly`](SpinPolicy::spin_until_unless_parked_briefly)):
-///   under load, a peer that has not parked is often preempted rather than
-///   running, and two such sides kept each other spinning for the whole
-///   `SPIN_LIMIT` on every wait (ste's loaded round trips: rounds at 40 µs
-///   of CPU per round trip; with the shorter hint spin, 7-8 µs, and CPU per
-///   round trip 0.80-0.86x crossbeam's in three runs instead of 0.84-1.05x).
+///   site without credit spins on a hint only for the first, clock-free
+///   batch of polls (about 2 µs): under load, a peer that has not parked is
+///   often preempted rather than running. With the whole `SPIN_LIMIT` on a
+///   hint, ste's two sides kept each other spinning on every wait (loaded
+///   rounds at 40 µs of CPU per round trip). With `FAST` (4 µs after the
+///   batch), ste's loaded `submit` used 0.73-1.18x crossbeam's CPU per
+///   round trip over 14 runs of one day (5 above 1.0), and multishot's
+///   blocking ping-pong had loaded rounds at 7-8 µs of CPU per round trip
+///   where oneshot, parking at once, needed 3; with the batch only, ste
+///   0.71-0.98x in 8 runs and multishot 0.05-0.66x oneshot in 14.
 ///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
@@ -200,48 +202,16 @@ impl SpinPolicy {
     /// quiet machine: one side's probe keeps it running, the other sees it
     /// running and spins too.
     ///
-    /// A site without credit spins on a hint for at most the first batch
-    /// of polls plus [`FAST`](Self::FAST) (about 2 + 4 µs) instead of
-    /// [`SPIN_LIMIT`](Self::SPIN_LIMIT): a
-    /// peer that has not parked may still be preempted, and under load two
-    /// sides that never park would otherwise keep each other spinning for
-    /// the whole limit on every wait.
+    /// A site without credit spins on a hint only for the first, clock-free
+    /// batch of polls (about 2 µs) instead of
+    /// [`SPIN_LIMIT`](Self::SPIN_LIMIT): a peer that has not parked may
+    /// still be preempted, and under load two sides that never park would
+    /// otherwise keep each other spinning on every wait. A peer that is
+    /// really on a core answers within the batch.
     #[inline]
     pub fn spin_until_unless_parked(
         &self,
         peer_running: bool,
-        ready: impl FnMut() -> bool,
-    ) -> bool {
-        self.spin_on_hint(peer_running, Self::FAST, ready)
-    }
-
-    /// Like [`spin_until_unless_parked`](Self::spin_until_unless_parked),
-    /// but a site without credit spins on the hint only for the first,
-    /// clock-free batch of polls (about 2 µs), for a hint that says less:
-    /// multishot's "the receiver of this thread's last send had not
-    /// registered a waker" (it was spinning, or busy, or preempted halfway).
-    /// A running peer answers within the batch; with `FAST` on this hint,
-    /// multishot's loaded blocking ping-pong had rounds at 7-8 µs of CPU per
-    /// round trip (two sides that had not parked, each preempted in turn)
-    /// where parking at once costs 3; with the batch, 0.7-1 µs or the
-    /// parked cost. (ste's stronger hints keep `FAST`: with the batch only,
-    /// its quiet `submit` stayed parked in some runs.)
-    #[inline]
-    pub fn spin_until_unless_parked_briefly(
-        &self,
-        peer_running: bool,
-        ready: impl FnMut() -> bool,
-    ) -> bool {
-        self.spin_on_hint(peer_running, Duration::ZERO, ready)
-    }
-
-    /// The hinted spin: `SPIN_LIMIT` with credit, `no_credit_limit`
-    /// without (zero: the first batch only).
-    #[inline]
-    fn spin_on_hint(
-        &self,
-        peer_running: bool,
-        no_credit_limit: Duration,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
         if !peer_running {
@@ -256,12 +226,12 @@ impl SpinPolicy {
         // A site without credit has lately seen its "running" peer answer
         // late or not at all: on a loaded machine a peer that has not
         // parked is often preempted, not running. Then the hint buys only
-        // a short spin (a peer really on a core answers within it), so a
-        // wrong hint costs that, not `SPIN_LIMIT`, of the time slice.
+        // the first batch of polls, so a wrong hint costs about 2 µs, not
+        // `SPIN_LIMIT`, of the time slice.
         let limit = if self.has_credit() {
             Self::SPIN_LIMIT
         } else {
-            no_credit_limit
+            Duration::ZERO
         };
         let outcome = Self::spin(&mut ready, limit);
         self.record(true, outcome);
@@ -441,35 +411,7 @@ mod tests {
         assert_eq!(checks.get(), 1);
     }
 
-    /// A hint without credit buys a fast spin only: a condition that comes
-    /// true 40 µs into the wait (a preempted peer, under load) is waited
-    /// out by a site with credit and given up on by one without. Each side
-    /// is tried on fresh sites up to five times, so that one preemption of
-    /// this test's own thread (which can stretch a batch of polls past
-    /// either limit) cannot decide it.
-    #[test]
-    #[cfg_attr(miri, ignore = "50 µs spins on Miri's virtual clock are slow")]
-    fn a_hint_without_credit_spins_for_a_fast_answer_only() {
-        use super::Outcome;
-        use std::time::{Duration, Instant};
-        let answered_late = |site: &SpinPolicy| {
-            let start = Instant::now();
-            site.spin_until_unless_parked(true, || start.elapsed() >= Duration::from_micros(40))
-        };
-        assert!(
-            (0..5).any(|_| answered_late(&SpinPolicy::new())),
-            "a site with credit gave up on a running peer before SPIN_LIMIT"
-        );
-        let gave_up = (0..5).any(|_| {
-            let site = SpinPolicy::new();
-            site.record(true, Outcome::Miss);
-            assert!(!site.has_credit());
-            !answered_late(&site)
-        });
-        assert!(gave_up, "a site without credit spun past FAST on a hint");
-    }
-
-    /// A brief hint without credit buys the first batch of polls only: a
+    /// A hint without credit buys the first batch of polls only: a
     /// condition that comes true at its 1000th poll (a peer that answers a
     /// few microseconds late) is waited out by a site with credit and
     /// given up on, after exactly one check and one batch, by one without.
@@ -477,11 +419,11 @@ mod tests {
     /// preemption of this test's thread past `SPIN_LIMIT` cannot decide it.
     #[test]
     #[cfg_attr(miri, ignore = "Miri's clock may pass SPIN_LIMIT within 1000 polls")]
-    fn a_brief_hint_without_credit_spins_for_one_batch_only() {
+    fn a_hint_without_credit_spins_for_one_batch_only() {
         use super::Outcome;
         let polls_until_late_answer = |site: &SpinPolicy| {
             let polls = Cell::new(0u32);
-            let answered = site.spin_until_unless_parked_briefly(true, || {
+            let answered = site.spin_until_unless_parked(true, || {
                 polls.set(polls.get() + 1);
                 polls.get() >= 1000
             });
@@ -497,7 +439,7 @@ mod tests {
         assert_eq!(
             polls_until_late_answer(&site),
             (false, 1 + SpinPolicy::POLLS_PER_CLOCK_READ),
-            "a site without credit spun past the first batch on a brief hint"
+            "a site without credit spun past the first batch on a hint"
         );
     }
 
