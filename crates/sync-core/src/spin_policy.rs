@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 ///   round trip over 14 runs of one day (5 above 1.0), and multishot's
 ///   blocking ping-pong had loaded rounds at 7-8 µs of CPU per round trip
 ///   where oneshot, parking at once, needed 3; with the batch only, ste
-///   0.71-0.98x in 11 runs and multishot 0.08-0.66x oneshot in 15.
+///   0.63-1.01x in 15 runs (one above 1.0) and multishot 0.08-0.66x
+///   oneshot in 17.
 ///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
