@@ -26,7 +26,9 @@
 
 #[path = "shared/ste_round_trip.rs"]
 mod calls;
-use benches::interleaved::{Design, Measurement, Settings, compare, round_trips, thread_cpu};
+use benches::interleaved::{
+    Design, Measurement, Settings, compare, placement, round_trips, thread_cpu,
+};
 use calls::{Crossbeam, Mpsc, ours_call, ours_call_moved};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,7 @@ fn timed(iters: u64, mut call: impl FnMut(u64) -> u64) -> (u64, Duration, Durati
     for _ in &mut trips {
         let y = call(x);
         assert_eq!(y, x + 1);
+        placement::sampled(x);
         x = y;
     }
     (trips.done(), start.elapsed(), thread_cpu() - cpu)

@@ -95,6 +95,66 @@ impl Measurement {
     }
 }
 
+/// Where the two sides of a round trip ran: a design whose answering side
+/// calls [`answered`](placement::answered) and whose initiating side calls
+/// [`sampled`](placement::sampled) with the same sequence numbers gets, per
+/// run, the share of sampled round trips (one in [`EVERY`](placement::EVERY))
+/// in which both sides were on one CPU, as the answering side saw its CPU
+/// just before it answered and the initiating side just after the answer.
+///
+/// Why: on a loaded 2-core machine the scheduler sometimes puts both threads
+/// of a ping-pong on one core for a whole run. There every hand-over is a
+/// context switch, whatever the design, and CPU per round trip is 3-4 µs
+/// instead of 1-2; which design the scheduler does that to in a round is
+/// luck, and it decides that round's CPU ratio. The column makes it visible.
+pub mod placement {
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
+
+    /// One round trip in this many is sampled (sequence numbers that are
+    /// multiples of it; a power of two).
+    pub const EVERY: u64 = 256;
+    static ANSWERER_CPU: AtomicI32 = AtomicI32::new(-1);
+    static SAMPLES: AtomicU64 = AtomicU64::new(0);
+    static SAME: AtomicU64 = AtomicU64::new(0);
+
+    fn cpu() -> i32 {
+        // SAFETY: no arguments, no memory; -1 on failure.
+        unsafe { libc::sched_getcpu() }
+    }
+
+    /// The answering side, as it answers round trip `seq`.
+    #[inline]
+    pub fn answered(seq: u64) {
+        if seq & (EVERY - 1) == 0 {
+            ANSWERER_CPU.store(cpu(), Relaxed);
+        }
+    }
+
+    /// The initiating side, once the answer to round trip `seq` arrived.
+    #[inline]
+    pub fn sampled(seq: u64) {
+        if seq & (EVERY - 1) == 0 {
+            let theirs = ANSWERER_CPU.swap(-1, Relaxed);
+            let ours = cpu();
+            if theirs >= 0 && ours >= 0 {
+                SAMPLES.fetch_add(1, Relaxed);
+                SAME.fetch_add(u64::from(theirs == ours), Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn reset() {
+        ANSWERER_CPU.store(-1, Relaxed);
+        SAMPLES.store(0, Relaxed);
+        SAME.store(0, Relaxed);
+    }
+
+    pub(crate) fn same_cpu_share() -> Option<f64> {
+        let samples = SAMPLES.load(Relaxed);
+        (samples > 0).then(|| SAME.load(Relaxed) as f64 / samples as f64)
+    }
+}
+
 /// One row of a comparison: a name and a function that does at most the
 /// given number of round trips, looping over [`round_trips`] so that it
 /// stops at the harness's deadline, and measures them.
@@ -185,12 +245,15 @@ impl Settings {
 
     /// One run of `design`, ending at `max_trips` round trips or at
     /// `run_time`, whichever comes first.
-    fn run(&self, design: &Design) -> Measurement {
+    /// One run of `design`, and the share of its round trips sampled by
+    /// [`placement`] whose two sides ran on one CPU (`None`: not sampled).
+    fn run(&self, design: &Design) -> (Measurement, Option<f64>) {
+        placement::reset();
         DEADLINE.set(Some(Instant::now() + self.run_time));
         let got = (design.run)(self.max_trips);
         DEADLINE.set(None);
         assert!(got.trips > 0, "{}: no round trip measured", design.name);
-        got
+        (got, placement::same_cpu_share())
     }
 }
 
@@ -386,13 +449,17 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
     }
     // results[mode][design][round]
     let mut results: [Vec<Vec<Measurement>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
+    // same_cpu[mode][design][round], where sampled (`placement`).
+    let mut same_cpu: [Vec<Vec<Option<f64>>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
     let started = Instant::now();
     for round in 0..settings.rounds {
         for (m, mode) in MODES.into_iter().enumerate() {
             let _load = mode.enter();
             for k in 0..n {
                 let i = (round + k) % n;
-                results[m][i].push(settings.run(&designs[i]));
+                let (got, same) = settings.run(&designs[i]);
+                results[m][i].push(got);
+                same_cpu[m][i].push(same);
             }
         }
         // Progress, and each round's figures (the regimes a median hides).
@@ -406,7 +473,11 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
             line += &format!("\n  {:6}", mode.name());
             for (i, d) in designs.iter().enumerate() {
                 let got = results[m][i].last().unwrap();
-                line += &format!(" {}: {:.0} / {:.0};", d.name, got.wall_ns(), got.cpu_ns());
+                line += &format!(" {}: {:.0} / {:.0}", d.name, got.wall_ns(), got.cpu_ns());
+                if let Some(Some(same)) = same_cpu[m][i].last() {
+                    line += &format!(" ({:.0}% on one CPU)", same * 100.0);
+                }
+                line.push(';');
             }
         }
         eprintln!("{line}");
@@ -440,7 +511,59 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
         );
         md += &ratio_rows(&results, designs, j, false);
     }
+    md += &placement_rows(&results, &same_cpu, designs);
     md.push('\n');
     println!("{md}");
+    md
+}
+
+/// The placement table of `compare`, if any design was sampled: with the
+/// median CPU ratio ours / this over the rounds in which both ran with the
+/// same placement (both mostly on one CPU, or both mostly not), the
+/// like-with-like comparison that the all-rounds median mixes with luck.
+fn placement_rows(
+    results: &[Vec<Vec<Measurement>>; 2],
+    same_cpu: &[Vec<Vec<Option<f64>>>; 2],
+    designs: &[Design],
+) -> String {
+    if same_cpu.iter().flatten().flatten().all(Option::is_none) {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\nPlacement: share of the sampled round trips (one in 256) whose two sides ran on one \
+         CPU, and in how many rounds most of them did (`benches::interleaved::placement`). On \
+         one CPU every hand-over is a context switch, whatever the design, and a round costs \
+         3-4 µs of CPU per round trip instead of 1-2.\n\n\
+         | mode | design | on one CPU, median | rounds mostly on one CPU | ours / this, CPU, in \
+         rounds with the same placement (how many) |\n|---|---|---:|---:|---:|\n",
+    );
+    let mostly = |s: &Option<f64>| s.map(|s| s > 0.5);
+    for (m, mode) in MODES.into_iter().enumerate() {
+        for (i, d) in designs.iter().enumerate() {
+            let shares: Vec<f64> = same_cpu[m][i].iter().flatten().copied().collect();
+            if shares.is_empty() {
+                continue;
+            }
+            let on_one = shares.iter().filter(|&&s| s > 0.5).count();
+            let alike: Vec<f64> = (0..results[m][i].len())
+                .filter(|&r| {
+                    let (ours, this) = (mostly(&same_cpu[m][0][r]), mostly(&same_cpu[m][i][r]));
+                    ours.is_some() && ours == this
+                })
+                .map(|r| results[m][0][r].cpu_ns() / results[m][i][r].cpu_ns().max(1.0))
+                .collect();
+            let alike = match alike.len() {
+                0 => "- (0)".to_string(),
+                k => format!("{:.2} ({k})", median(&alike)),
+            };
+            md += &format!(
+                "| {} | {} | {:.0}% | {on_one} of {} | {alike} |\n",
+                mode.name(),
+                d.name,
+                median(&shares) * 100.0,
+                shares.len()
+            );
+        }
+    }
     md
 }

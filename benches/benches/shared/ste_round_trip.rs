@@ -1,9 +1,11 @@
 //! The single-submitter round trips of the ste suite: run `x + 1` on a
 //! dedicated thread and bring the answer back. Shared by the criterion
 //! suite (`ste.rs`) and the interleaved quiet / loaded comparison
-//! (`ste_interleaved.rs`).
+//! (`ste_interleaved.rs`). The answering side reports its CPU for one
+//! round trip in 256 (`benches::interleaved::placement`, a branch per round
+//! trip, the same in every design).
 
-use benches::interleaved::thread_cpu;
+use benches::interleaved::{placement, thread_cpu};
 use std::hint::black_box;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -14,13 +16,23 @@ pub type Job = Box<dyn FnOnce() -> u64 + Send>;
 
 /// Ours: `Thread::submit` of a closure that borrows `x`.
 pub fn ours_call(thread: &ste::Thread, x: u64) -> u64 {
-    thread.submit(|| black_box(x) + 1).unwrap()
+    thread
+        .submit(|| {
+            placement::answered(x);
+            black_box(x) + 1
+        })
+        .unwrap()
 }
 
 /// Ours with `x` moved into the closure: the data travels with the task,
 /// as it does with the message of every peer.
 pub fn ours_call_moved(thread: &ste::Thread, x: u64) -> u64 {
-    thread.submit(move || black_box(x) + 1).unwrap()
+    thread
+        .submit(move || {
+            placement::answered(x);
+            black_box(x) + 1
+        })
+        .unwrap()
 }
 
 /// std mpsc: boxed job in, answer out.
@@ -55,7 +67,10 @@ impl Mpsc {
         self.jobs
             .as_ref()
             .unwrap()
-            .send(Box::new(move || black_box(x) + 1))
+            .send(Box::new(move || {
+                placement::answered(x);
+                black_box(x) + 1
+            }))
             .unwrap();
         self.answers.recv().unwrap()
     }
@@ -91,6 +106,7 @@ impl Crossbeam {
         let worker = std::thread::spawn(move || {
             let cpu = thread_cpu();
             for x in ping_rx {
+                placement::answered(x);
                 if pong_tx.send(black_box(x) + 1).is_err() {
                     break;
                 }

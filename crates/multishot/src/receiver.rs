@@ -128,16 +128,20 @@ impl<T> Receiver<T> {
         self.wait(None).map_err(|_| RecvError {})
     }
 
-    /// Blocks for at most `timeout`. A value that arrives after the time-out
-    /// is kept: the next receive returns it. With a zero `timeout` it only
-    /// looks: no spin, no sleep.
+    /// Blocks for at most `timeout`, plus up to one spin: the spin of
+    /// `recv_blocking` (50 µs at most) is not cut short by the time-out, so a
+    /// time-out under 50 µs may be overrun by about as much as the OS's
+    /// timer slack (50 µs by default on Linux) overruns a timed park. A
+    /// value that arrives after the time-out is kept: the next receive
+    /// returns it. With a zero `timeout` it only looks: no spin, no sleep.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
         self.wait(Some(deadline.unwrap_or_else(far_future)))
     }
 
-    /// Blocks until `deadline` at the latest. A value that arrives after
-    /// the deadline is kept: the next receive returns it.
+    /// Blocks until `deadline` at the latest (up to one spin later: see
+    /// [`recv_timeout`](Self::recv_timeout)). A value that arrives after the
+    /// deadline is kept: the next receive returns it.
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.wait(Some(deadline))
     }
