@@ -119,8 +119,9 @@
 //! every round each design runs once per (workload, N), the order of the
 //! designs rotated from round to round; quiet and loaded rounds alternate
 //! (loaded = one busy thread per core, [`benches::interleaved::Load`]).
-//! Default 5 quiet + 5 loaded rounds; `BENCH_ROUNDS` and `BENCH_RUN_MS`
-//! override. Per mode, each row is the median over rounds of datagrams/s,
+//! Default 9 quiet + 9 loaded rounds (with five, the loaded medians were a
+//! coin toss: per-round ratios swing 0.7-1.9 at N = 8); `BENCH_ROUNDS` and
+//! `BENCH_RUN_MS` override. Per mode, each row is the median over rounds of datagrams/s,
 //! of p50 and p99 client round trip (each run keeps a bounded sample of
 //! per-datagram round trips, [`SAMPLE_CAP`]), and of switches per datagram,
 //! plus the median of per-round ratios *ours-blocking / this design*:
@@ -1082,9 +1083,11 @@ fn median(v: impl IntoIterator<Item = f64>) -> f64 {
 const MODES: [&str; 2] = ["quiet", "loaded"];
 
 fn main() {
-    // 5 quiet + 5 loaded rounds x 6 cells x 5 designs x ~0.16 s, plus a
-    // warm-up: about a minute.
-    let mut settings = Settings::from_env(5, 150);
+    // 9 quiet + 9 loaded rounds x 6 cells x 6 designs x ~0.16 s, plus a
+    // warm-up: about two minutes. Nine, not five: the loaded saturated
+    // ratios swing from round to round (0.71-1.88 per round at N = 8 in one
+    // run), and the median of five was a coin toss around 1.0.
+    let mut settings = Settings::from_env(9, 150);
     let modes = if settings.smoke { 1 } else { 2 };
     if settings.smoke {
         settings.max_trips = 40;

@@ -93,9 +93,13 @@ fn crossbeam(iters: u64) -> Measurement {
 }
 
 fn main() {
-    // 4 rows x (15 quiet + 15 loaded rounds + 2 warm-up runs) x 0.5 s:
-    // about a minute.
-    let settings = Settings::from_env(15, 500);
+    // 4 rows x (25 quiet + 25 loaded rounds + 2 warm-up runs) x 0.5 s:
+    // under two minutes. 25 rounds, not 15: in a loaded round the CPU per
+    // round trip of every design depends on whether the scheduler put its
+    // two threads on one core (3-4 µs) or on two (1-2 µs), so one design's
+    // per-round ratios are bimodal, and a median of 15 moved by 20% from
+    // run to run.
+    let settings = Settings::from_env(25, 500);
     let designs = [
         Design::new("ours (submit)", ours),
         Design::new("ours (submit, x moved in)", ours_moved).also_ours(),
