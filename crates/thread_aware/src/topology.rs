@@ -331,9 +331,12 @@ pub fn parse_cpu_list(text: &str) -> io::Result<Vec<usize>> {
         }
         Ok(n)
     };
-    let mut cpus = Vec::new();
+    // Ranges first, merged, then expanded: repeated or overlapping ranges
+    // cost nothing extra (expanding each item before deduplicating let a
+    // short string of repeated large ranges allocate gigabytes).
+    let mut ranges = Vec::new();
     if text.trim().is_empty() {
-        return Ok(cpus);
+        return Ok(Vec::new());
     }
     for item in text.trim().split(',') {
         if item.trim().is_empty() {
@@ -345,13 +348,23 @@ pub fn parse_cpu_list(text: &str) -> io::Result<Vec<usize>> {
                 if end < start {
                     return Err(bad(&format!("range {start}-{end} ends before it starts")));
                 }
-                cpus.extend(start..=end);
+                ranges.push((start, end));
             }
-            None => cpus.push(number(item)?),
+            None => {
+                let cpu = number(item)?;
+                ranges.push((cpu, cpu));
+            }
         }
     }
-    cpus.sort_unstable();
-    cpus.dedup();
+    ranges.sort_unstable();
+    let mut cpus: Vec<usize> = Vec::new();
+    for (start, end) in ranges {
+        // Sorted by start: only the tail of `cpus` can overlap this range.
+        let from = cpus.last().map_or(start, |&last| start.max(last + 1));
+        if from <= end {
+            cpus.extend(from..=end);
+        }
+    }
     Ok(cpus)
 }
 

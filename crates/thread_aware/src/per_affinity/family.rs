@@ -35,7 +35,6 @@
 
 use super::Strategy;
 use crate::MemoryAffinity;
-use core::cell::RefCell;
 use core::ptr::{self, NonNull};
 use std::sync::PoisonError;
 use sync_core::atomic::{AtomicPtr, AtomicUsize, Ordering, fence};
@@ -103,9 +102,19 @@ fn new_instance<T>(value: T) -> NonNull<Instance<T>> {
     )))))
 }
 
-/// One slot: the word described in the module docs.
+/// One slot: the word described in the module docs, and who builds it.
 pub(super) struct Slot<T> {
     state: AtomicPtr<Instance<T>>,
+    /// The [`this_thread`] mark of the thread running the factory, 0 when
+    /// none: a thread about to wait for the slot that finds its own mark
+    /// here is waiting for itself (a factory relocated into its own slot,
+    /// directly or through other slots it built) and panics instead. Only
+    /// the builder writes it, setting it after its `EMPTY -> BUSY` and
+    /// clearing it before it settles, and a thread compares it only with
+    /// its own mark: a thread always sees its own latest write, and no
+    /// other thread's mark equals its own, so relaxed std atomics suffice
+    /// (not part of the protocol loom explores).
+    builder: std::sync::atomic::AtomicUsize,
 }
 
 impl<T> Slot<T> {
@@ -130,6 +139,7 @@ impl<T> Table<T> {
                 .map(|_| {
                     CachePadded::new(Slot {
                         state: AtomicPtr::new(ptr::null_mut()),
+                        builder: std::sync::atomic::AtomicUsize::new(0),
                     })
                 })
                 .collect(),
@@ -231,11 +241,19 @@ pub(super) struct Family<T> {
 }
 
 sync_core::thread_local! {
-    /// Addresses of the slots the current thread is building (running the
-    /// factory for), innermost last: lets a factory that relocates into its
-    /// own slot panic instead of waiting for itself forever.
+    /// A byte per thread whose address names the thread while it lives
+    /// ([`Slot::builder`]). It needs no drop, so it stays readable while the
+    /// thread's other thread-locals are destroyed: the list of slots being
+    /// built that this replaces lived in a thread-local that needed drop,
+    /// read as empty from a later destructor, and a factory relocating into
+    /// its own slot from there slept forever.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
-    static BUILDING: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+    static THREAD_MARK: u8 = 0;
+}
+
+/// The calling thread's mark: non-zero, unique among live threads.
+fn this_thread() -> usize {
+    THREAD_MARK.with(|mark| ptr::from_ref(mark).addr())
 }
 
 /// Unwind guard of a build: on a panicking factory, returns the slot to
@@ -247,14 +265,16 @@ struct Building<'a, T> {
 
 impl<'a, T> Building<'a, T> {
     fn start(family: &'a Family<T>, slot: &'a Slot<T>) -> Self {
-        let addr = ptr::from_ref(slot).addr();
-        let _ = BUILDING.try_with(|b| b.borrow_mut().push(addr));
+        slot.builder
+            .store(this_thread(), std::sync::atomic::Ordering::Relaxed);
         Self { family, slot }
     }
 
     /// Leaves `BUSY`/`WAITING` for `to`, waking sleepers if there are any.
     fn settle(&self, to: *mut Instance<T>) {
-        let _ = BUILDING.try_with(|b| b.borrow_mut().pop());
+        self.slot
+            .builder
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let before = self.slot.state.swap(to, Ordering::Release);
         debug_assert!(before == busy() || before == waiting());
         if before == waiting() {
@@ -458,11 +478,7 @@ impl<T> Family<T> {
     /// caller re-examines the slot anyway). Spins briefly if spinning has
     /// paid off lately, then sleeps on the family's condition variable.
     fn wait(&self, slot: &Slot<T>) {
-        let addr = ptr::from_ref(slot).addr();
-        if BUILDING
-            .try_with(|b| b.borrow().contains(&addr))
-            .unwrap_or(false)
-        {
+        if slot.builder.load(std::sync::atomic::Ordering::Relaxed) == this_thread() {
             panic!(
                 "thread_aware: a per-affinity pointer's factory relocated a handle of its own family into the slot \
                  it is building; it would wait for itself forever"

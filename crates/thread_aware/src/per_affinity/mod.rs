@@ -103,7 +103,18 @@ use family::{Factory, Family, Instance, Table};
 /// Relocation panics if the factory does, if the strategy is inconsistent
 /// or the affinity belongs to another set (see above), and if a factory
 /// relocates a handle of its own family into the very slot it is building
-/// (it would wait for itself).
+/// (it would wait for itself), also through other slots it builds on the
+/// way and from a thread-local destructor.
+///
+/// # Deadlock
+///
+/// A factory that *waits for another thread* which relocates into the slot
+/// being built (a helper it joins, say) deadlocks: the helper cannot tell a
+/// builder that waits for it from a slow one, and the slot is built at most
+/// once, so it can only wait. `std::sync::OnceLock` has the same limitation
+/// (an initialiser joining a thread that calls `get_or_init` on the same
+/// cell). Relocate into other slots from such helpers, or build the value
+/// on the helper and return it from the factory.
 pub struct PerAffinity<T, S: Strategy> {
     family: NonNull<Family<T>>,
     /// The family's table, once this handle has seen it: spares the hit
@@ -252,8 +263,13 @@ impl<T, S: Strategy> PerAffinity<T, S> {
 
     /// Whether both handles point at the same instance (the same family
     /// and the same slot, or both at the family's origin).
+    ///
+    /// For a zero-sized `T` the instances of one family have no addresses
+    /// of their own (like every zero-sized value in a `Box`), so handles of
+    /// one family compare equal whatever their slots; handles of two
+    /// families never do.
     pub fn ptr_eq(this: &Self, other: &Self) -> bool {
-        this.instance == other.instance
+        this.family == other.family && this.instance == other.instance
     }
 }
 
