@@ -526,3 +526,30 @@ fn overlapping_and_unordered_cpulist_items_merge_exactly() {
     }
     assert!(parse_cpu_list("0-4194305").is_err());
 }
+
+/// The reviewer's suspicion, confirmed and fixed: relocating within a set
+/// of an absurd processor count (2^42 slots, 2^49 bytes of table) used to
+/// abort the process on the slot table's allocation; it panics with a
+/// message now, and the family stays usable.
+#[test]
+#[cfg(not(miri))] // asks the allocator for 2^49 bytes
+fn absurd_processor_count_panics_with_a_message() {
+    let (from, to) = (
+        MemoryAffinity::new(0, 1 << 42, 0, 1),
+        MemoryAffinity::new(1, 1 << 42, 0, 1),
+    );
+    let h = PerCore::new(|| 7u8);
+    let err = catch_unwind(AssertUnwindSafe(|| drop(h.clone().relocated(from, to))))
+        .expect_err("a 2^49-byte table cannot be allocated");
+    let msg = message(&err);
+    assert!(
+        msg.contains("cannot allocate a per-affinity slot table"),
+        "{msg}"
+    );
+    assert_eq!(*h, 7);
+    assert_eq!(
+        PerCore::strong_count(&h),
+        1,
+        "the failed relocation's handle is gone"
+    );
+}

@@ -133,16 +133,27 @@ pub(super) struct Table<T> {
 }
 
 impl<T> Table<T> {
+    /// # Panics
+    ///
+    /// If a table of `count` slots cannot be allocated (an affinity made
+    /// with an absurd processor count): a panic with a message, not the
+    /// allocation failure's abort.
     fn new(count: usize) -> Self {
+        let mut slots = Vec::new();
+        if slots.try_reserve_exact(count).is_err() {
+            panic!(
+                "thread_aware: cannot allocate a per-affinity slot table of {count} slots \
+                 (the affinity's set has {count} processors or regions)"
+            );
+        }
+        slots.extend((0..count).map(|_| {
+            CachePadded::new(Slot {
+                state: AtomicPtr::new(ptr::null_mut()),
+                builder: std::sync::atomic::AtomicUsize::new(0),
+            })
+        }));
         Self {
-            slots: (0..count)
-                .map(|_| {
-                    CachePadded::new(Slot {
-                        state: AtomicPtr::new(ptr::null_mut()),
-                        builder: std::sync::atomic::AtomicUsize::new(0),
-                    })
-                })
-                .collect(),
+            slots: slots.into_boxed_slice(),
             canary: UnsafeCell::new(()),
         }
     }
