@@ -253,6 +253,21 @@ impl Registry {
     }
 }
 
+/// Whether the loop of some executor runs on this thread.
+pub(crate) fn on_executor_thread() -> bool {
+    CURRENT_ID.with(Cell::get) != 0
+}
+
+/// The panic of a socket used outside any executor.
+#[cold]
+#[track_caller]
+pub(crate) fn not_on_an_executor() -> ! {
+    panic!(
+        "a trale socket was awaited outside a trale executor: use it inside \
+         Executor::block_on or a task spawned with Executor::spawn"
+    )
+}
+
 /// Whether this thread runs the loop of the executor with this id.
 pub(crate) fn is_current_id(id: usize) -> bool {
     CURRENT_ID.with(Cell::get) == id
@@ -286,18 +301,20 @@ pub(crate) fn unregister(header: &Header) {
 }
 
 /// A socket operation may proceed; if this poll used its budget, the task
-/// is woken to run again later and `false` says "return `Pending`".
-pub(crate) fn take_io_budget(cx: &Context<'_>) -> bool {
-    IO_BUDGET_LEFT.with(|left| match left.get() {
-        0 => {
-            cx.waker().wake_by_ref();
-            false
-        }
-        n => {
-            left.set(n - 1);
-            true
-        }
-    })
+/// is woken to run again later and `false` says "return `Pending`". Takes
+/// nothing: only a completed operation is charged ([`charge_io_budget`]),
+/// so a future waiting on many idle sockets can try (and park on) them all.
+pub(crate) fn io_budget_left(cx: &Context<'_>) -> bool {
+    let left = IO_BUDGET_LEFT.with(Cell::get) > 0;
+    if !left {
+        cx.waker().wake_by_ref();
+    }
+    left
+}
+
+/// Charges one completed socket operation to this poll's budget.
+pub(crate) fn charge_io_budget() {
+    IO_BUDGET_LEFT.with(|left| left.set(left.get().saturating_sub(1)));
 }
 
 pub(crate) fn reset_budget() {

@@ -73,12 +73,7 @@ impl<S: AsRawFd> Io<S> {
                  first used it, for its whole life"
             );
         }
-        let shared = executor::current().unwrap_or_else(|| {
-            panic!(
-                "a trale socket was awaited outside a trale executor: use it inside \
-                 Executor::block_on or a task spawned with Executor::spawn"
-            )
-        });
+        let shared = executor::current().unwrap_or_else(|| executor::not_on_an_executor());
         let fd = self.socket.as_raw_fd();
         let (token, io) = shared.reactor.register(fd)?;
         let reg = Registration {
@@ -99,29 +94,54 @@ impl<S: AsRawFd> Io<S> {
 
     /// Runs `op` until it does not say `WouldBlock`; on `WouldBlock`, waits
     /// for the socket to become ready in `dir` (see `reactor.rs`).
+    ///
+    /// The socket is registered by its first operation that has to wait,
+    /// not by one that completes at once: a socket that never waited is tied
+    /// to no executor. Only a completed operation is charged to the poll's
+    /// I/O budget, so a future can try (and park on) any number of idle
+    /// sockets in one poll.
     pub(crate) fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        if !executor::take_io_budget(cx) {
+        let mut io = None;
+        if self.registration.get().is_some() {
+            match self.registration() {
+                Ok(registered) => io = Some(registered),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        } else if !executor::on_executor_thread() {
+            // Outside any executor nothing could wake a waiter, nor reset
+            // the budget: refuse at once, as the registration would.
+            executor::not_on_an_executor();
+        }
+        if !executor::io_budget_left(cx) {
             return Poll::Pending;
         }
-        let io = match self.registration() {
-            Ok(io) => io,
-            Err(e) => return Poll::Ready(Err(e)),
-        };
         loop {
-            let seq = io.seq(dir);
+            let seq = io.map(|io: &ScheduledIo| io.seq(dir));
             match op(&self.socket) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if io.park(dir, seq, cx.waker()) {
-                        return Poll::Pending;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match (io, seq) {
+                    (Some(io), Some(seq)) => {
+                        if io.park(dir, seq, cx.waker()) {
+                            return Poll::Pending;
+                        }
                     }
-                }
+                    // The first wait: register, then try again (readiness
+                    // that came after the failed try is seen by the retry;
+                    // later readiness by the registration).
+                    _ => match self.registration() {
+                        Ok(registered) => io = Some(registered),
+                        Err(e) => return Poll::Ready(Err(e)),
+                    },
+                },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return Poll::Ready(result),
+                result => {
+                    executor::charge_io_budget();
+                    return Poll::Ready(result);
+                }
             }
         }
     }

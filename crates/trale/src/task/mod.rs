@@ -214,7 +214,7 @@ impl<T> TaskJoiner<T> {
     fn target(&self) -> &Arc<dyn JoinTarget<T>> {
         self.task
             .as_ref()
-            .expect("TaskJoiner used after it returned the task's result")
+            .expect("TaskJoiner polled or joined after it returned the task's result")
     }
 
     /// Blocks this thread until the task finishes and returns its value.
@@ -256,13 +256,20 @@ impl<T> TaskJoiner<T> {
     /// [`JoinError::Cancelled`]. No effect on a finished task. Lock-free
     /// apart from waking a sleeping executor from another thread.
     pub fn abort(&self) {
-        self.target().clone().schedule_abort();
+        // A joiner that returned the result (awaited by `&mut`) has a
+        // finished task: nothing to abort.
+        if let Some(task) = &self.task {
+            task.clone().schedule_abort();
+        }
     }
 
     /// Whether the task has finished (its value, or its abort or panic, is
-    /// ready to be joined without waiting). Lock-free.
+    /// ready to be joined without waiting), also once this joiner has
+    /// returned it. Lock-free.
     pub fn is_finished(&self) -> bool {
-        self.target().header().state.is_complete()
+        self.task
+            .as_ref()
+            .is_none_or(|task| task.header().state.is_complete())
     }
 
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {

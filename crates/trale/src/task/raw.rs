@@ -223,6 +223,12 @@ impl<F: Future + 'static> JoinTarget<F::Output> for TaskCell<F> {
             if !self.header.state.is_complete() {
                 return Poll::Pending;
             }
+            // COMPLETE came between the two checks, maybe after `finish`
+            // took the slot: then the waker just registered would stay in
+            // the cell and be dropped wherever the last `Arc` goes, on the
+            // executor's thread outside its `catch_unwind`. Take it back: it
+            // is this joiner's own, dropped on this thread.
+            drop(self.join_waker.take());
         }
         // SAFETY: `COMPLETE` is published (acquire) and the joiner has not
         // detached (it is calling us), so the slot is the joiner's alone.
