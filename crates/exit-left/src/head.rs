@@ -1,6 +1,6 @@
 //! The head's side: the guard that proves it heads the stage.
 
-use crate::stage::{Headship, Stage};
+use crate::stage::{Headship, Stage, wake_quietly};
 use crate::{NotifyOutcome, Undelivered};
 use core::marker::PhantomData;
 use std::hash::Hash;
@@ -32,8 +32,20 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     }
 
     /// The resource, to read (or write). Only the head gets it through this
-    /// guard, whatever `R` is.
-    pub fn resource(&self) -> &'s R {
+    /// guard, whatever `R` is, and only for as long as it holds the guard
+    /// (the reference borrows the guard: a former head cannot keep reading
+    /// after it handed the headship on):
+    ///
+    /// ```compile_fail
+    /// use exit_left::{Entry, Stage};
+    /// let stage: Stage<u32, std::cell::Cell<u32>> = Stage::new(Default::default());
+    /// let mut ticket = stage.ticket(1).unwrap();
+    /// let Entry::Head(head) = stage.enter(&mut ticket, None) else { unreachable!() };
+    /// let kept = head.resource();
+    /// drop(head);
+    /// kept.set(1); // error: `head` is dropped while `kept` borrows it
+    /// ```
+    pub fn resource(&self) -> &R {
         self.stage.resource_unchecked()
     }
 
@@ -155,7 +167,7 @@ impl<T: Hash + Eq, R, M> Drop for Lent<'_, T, R, M> {
         };
         drop(st);
         if let Some(w) = wake {
-            w.wake();
+            wake_quietly(w);
         }
     }
 }
@@ -167,7 +179,7 @@ impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
         let wake = st.hand_off();
         drop(st);
         if let Some(w) = wake {
-            w.wake();
+            wake_quietly(w);
         }
     }
 }

@@ -108,13 +108,22 @@
 //!   A cancelled [`EnterFuture`] gives back what it received.
 //! - **`close`** wakes every waiter with `Closed`; later `enter`s return
 //!   `Closed` at once; mailboxes keep their messages.
+//! - **Panicking wakers and destructors.** A waker the stage wakes on
+//!   someone else's behalf (a hand-off, a forwarded promotion, a head's
+//!   routing) has its panic caught and dropped there: it could otherwise
+//!   unwind through a `recv` returning a message, or abort a thread
+//!   already unwinding. `notify`, `deliver` and `close`, called directly,
+//!   pass a waker's panic on after their work is done. A message that `recv`
+//!   or `serve` took out of the head's mailbox is put back if a token's or
+//!   message's `Drop` panics before it is returned.
 //! - **Misuse panics with a message**: a ticket from another stage, `enter`
 //!   from the thread that heads. A token that is already registered is a
 //!   [`TicketError`].
 //!
 //! # Costs
 //!
-//! Every operation takes one short mutex (never held while user code runs)
+//! Every operation takes one short mutex (the only user code run under it
+//! is a token's `Eq`, in lookups)
 //! and is O(1): tokens are found by hash, followers sit in an intrusive FIFO.
 //! Nothing allocates after warm-up except a growing mailbox, the first
 //! ticket in each new slot, and `close` (a list of wakers). A follower parks

@@ -222,7 +222,7 @@ fn head_loop<T: Hash + Eq, R, M, E>(
         (own, closed) = match read_one(head.resource()) {
             Err(e) => return Err(RecvError::Read(e)),
             Ok(None) => head.own_and_closed(),
-            Ok(Some((to, message))) => head.stage().route_as_head(&to, message),
+            Ok(Some((to, message))) => head.stage().route_as_head(to, message),
         };
     }
 }

@@ -49,7 +49,6 @@
 use crate::head::HeadGuard;
 use crate::table::{Resolution, SlotId, Table, Wait};
 use crate::{Counters, Entry, NotifyOutcome, TicketError};
-use core::cell::Cell;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -57,9 +56,72 @@ use sync_core::sync::{Mutex, MutexGuard};
 use sync_core::thread::{self, ThreadId};
 
 sync_core::thread_local! {
-    /// Set while this thread runs a token's `Eq` under a stage's lock.
+    /// A byte per thread whose address names the thread while it lives
+    /// ([`Stage::eq_runner`]). It needs no drop, so it is readable in any
+    /// destructor.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
-    static IN_TOKEN_EQ: Cell<bool> = Cell::new(false);
+    static THREAD_MARK: u8 = 0;
+}
+
+/// The calling thread's mark: non-zero, unique among live threads (0 if
+/// thread-locals are unavailable, which matches no stage).
+fn this_thread() -> usize {
+    THREAD_MARK
+        .try_with(|mark| core::ptr::from_ref(mark).addr())
+        .unwrap_or(0)
+}
+
+/// Wakes `waker` on behalf of someone other than its owner (a hand-off, a
+/// forwarded promotion, routing by a head): a panic in the waker's `wake`
+/// (or in its payload's drop) is caught and dropped here, so that it
+/// cannot unwind through a caller holding a message it is returning, nor
+/// abort a thread already unwinding. The wake's state change was made
+/// under the lock before; a waker that panics has only itself to blame.
+pub(crate) fn wake_quietly(waker: Waker) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
+    }
+}
+
+/// A message taken out of the head's own mailbox and not yet returned to
+/// its caller: should user code panic in between, dropping the guard puts
+/// the message back at the front of that mailbox instead of losing it in
+/// the unwind. The head's ticket is borrowed by the running `recv`/`serve`
+/// meanwhile, so its slot stays registered.
+pub(crate) struct PutBack<'a, T: Hash + Eq, R, M> {
+    stage: &'a Stage<T, R, M>,
+    slot: SlotId,
+    message: Option<M>,
+}
+
+impl<'a, T: Hash + Eq, R, M> PutBack<'a, T, R, M> {
+    fn new(stage: &'a Stage<T, R, M>, slot: SlotId, message: M) -> Self {
+        Self {
+            stage,
+            slot,
+            message: Some(message),
+        }
+    }
+
+    /// The message, for the caller: nothing is put back.
+    fn disarm(mut self) -> M {
+        self.message
+            .take()
+            .unwrap_or_else(|| unreachable!("a PutBack is disarmed once"))
+    }
+}
+
+impl<T: Hash + Eq, R, M> Drop for PutBack<'_, T, R, M> {
+    fn drop(&mut self) {
+        if let Some(m) = self.message.take() {
+            self.stage
+                .lock()
+                .table
+                .slot_mut(self.slot)
+                .inbox
+                .push_front(m);
+        }
+    }
 }
 
 /// Gives a blocking wait up if `enter` unwinds while queued.
@@ -146,6 +208,12 @@ pub struct Stage<T, R, M = ()> {
     resource: R,
     hasher: RandomState,
     state: Mutex<State<T, M>>,
+    /// The mark ([`this_thread`]) of the thread running a token's `Eq`
+    /// under this stage's lock, 0 when none: that thread calling back into
+    /// *this* stage would deadlock on the lock, and panics instead (`lock`).
+    /// Only the lock holder writes it, and a thread compares it only with
+    /// its own mark, which no other live thread has: relaxed suffices.
+    eq_runner: std::sync::atomic::AtomicUsize,
 }
 
 /// A token's registration with a [`Stage`]: the persistent identity with
@@ -176,6 +244,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         Self {
             resource,
             hasher: RandomState::new(),
+            eq_runner: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State {
                 table: Table::new(),
                 headship: Headship::Free,
@@ -193,7 +262,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     pub fn ticket(&self, token: T) -> Result<Ticket<'_, T, R, M>, TicketError> {
         let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
-        if Self::find(&st, &token, hash).is_some() {
+        if self.find(&st, &token, hash).is_some() {
             drop(st);
             drop(token);
             return Err(TicketError::Taken);
@@ -380,7 +449,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
-        if IN_TOKEN_EQ.try_with(Cell::get).unwrap_or(false) {
+        if self.eq_runner.load(std::sync::atomic::Ordering::Relaxed) == this_thread() {
             panic!(
                 "exit_left: a token's `Eq` called back into the stage while the stage was looking \
                  the token up; `Eq` runs under the stage's lock and must not use the stage"
@@ -475,7 +544,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // The promotion first: it must arrive even if the stale waker's
         // drop panics.
         if let Some(w) = wake {
-            w.wake();
+            wake_quietly(w);
         }
         drop(stale);
     }
@@ -483,15 +552,16 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// Looks `token` up. Its `Eq` runs under the lock: one that calls back
     /// into the stage panics with a message (see `lock`) instead of
     /// deadlocking on the stage's own mutex.
-    fn find(st: &State<T, M>, token: &T, hash: u64) -> Option<SlotId> {
-        struct Reset;
-        impl Drop for Reset {
+    fn find(&self, st: &State<T, M>, token: &T, hash: u64) -> Option<SlotId> {
+        struct Reset<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Reset<'_> {
             fn drop(&mut self) {
-                let _ = IN_TOKEN_EQ.try_with(|f| f.set(false));
+                self.0.store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let _ = IN_TOKEN_EQ.try_with(|f| f.set(true));
-        let _reset = Reset;
+        self.eq_runner
+            .store(this_thread(), std::sync::atomic::Ordering::Relaxed);
+        let _reset = Reset(&self.eq_runner);
         st.table.find(token, hash)
     }
 
@@ -544,7 +614,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     ) -> Result<NotifyOutcome, Option<M>> {
         let hash = self.hasher.hash_one(token);
         let mut st = self.lock();
-        let Some(id) = Self::find(&st, token, hash) else {
+        let Some(id) = self.find(&st, token, hash) else {
             st.counters.no_such_token += 1;
             drop(st);
             return Err(mail);
@@ -560,11 +630,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// `recv`'s and `serve`'s head routing one item it read, under one
     /// lock: delivers it (or counts it as unrouted), and returns the head's
     /// own next message (the item itself, if it was the head's) and whether
-    /// the stage is closed.
-    pub(crate) fn route_as_head(&self, token: &T, message: M) -> (Option<M>, bool) {
-        let hash = self.hasher.hash_one(token);
+    /// the stage is closed. Takes the token, so that its drop (user code)
+    /// runs here, while the own message is still guarded.
+    pub(crate) fn route_as_head(&self, token: T, message: M) -> (Option<M>, bool) {
+        let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
-        let (wake, unrouted) = match Self::find(&st, token, hash) {
+        let (wake, unrouted) = match self.find(&st, &token, hash) {
             Some(id) => (
                 Self::notify_locked(&mut st, id, Some(message), true).1,
                 None,
@@ -576,16 +647,25 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             }
         };
         let own = match st.headship {
-            Headship::Held { slot: Some(id), .. } => st.table.slot_mut(id).inbox.pop_front(),
+            Headship::Held { slot: Some(id), .. } => st
+                .table
+                .slot_mut(id)
+                .inbox
+                .pop_front()
+                .map(|m| PutBack::new(self, id, m)),
             _ => None,
         };
         let closed = st.closed;
         drop(st);
+        // User code after the lock. The own message is out of its mailbox
+        // meanwhile: should a `Drop` below panic, `PutBack` returns it to
+        // the front of the mailbox instead of losing it in the unwind.
         if let Some(w) = wake {
-            w.wake();
+            wake_quietly(w);
         }
         drop(unrouted);
-        (own, closed)
+        drop(token);
+        (own.map(PutBack::disarm), closed)
     }
 
     /// A notification (with `mail`: a delivery) for the registered slot
@@ -658,7 +738,7 @@ impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {
         // User code after the lock, the forwarded promotion's wake first:
         // it must arrive even if a `Drop` below panics.
         if let Some(w) = wake {
-            w.wake();
+            wake_quietly(w);
         }
         drop(stale);
         drop(token);
