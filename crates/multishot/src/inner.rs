@@ -239,6 +239,21 @@ pub(crate) const HOLD: usize = 1 << 5;
 /// its niche and keeps [`RxLocal`] small.)
 pub(crate) type WakerId = (*const (), NonNull<RawWakerVTable>);
 
+/// Wakes the peer's waker on its owner's behalf. Normally a panic of the
+/// waker reaches the caller (crate docs); but while this thread is already
+/// unwinding (a handle dropped during a panic) a second panic would abort
+/// the process, so there it is caught and dropped.
+pub(crate) fn wake_peer(waker: Waker) {
+    if std::thread::panicking() {
+        let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+        if let Err(payload) = woken {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
+        }
+    } else {
+        waker.wake();
+    }
+}
+
 pub(crate) fn waker_id(w: &Waker) -> WakerId {
     (w.data(), NonNull::from(w.vtable()))
 }
@@ -436,7 +451,7 @@ impl<T> Inner<T> {
             let waker = this.rx_waker.with_mut(|p| unsafe { (*p).take() });
             Self::release_rx_waker(ptr);
             if let Some(w) = waker {
-                w.wake();
+                wake_peer(w);
             }
         }
         drop(closed_waker);

@@ -59,7 +59,9 @@
 //!   value that [`Receiver::sender`] would drop.
 //! - **Hostile wakers and payloads**: a `Waker` whose `clone`, `wake` or
 //!   `drop`, or a payload whose `Drop`, panics only makes that panic reach
-//!   the caller. Every foreign object is moved out of the shared block, the
+//!   the caller; except that a peer's waker woken by a handle dropped while
+//!   its thread already unwinds has its panic caught and dropped (a second
+//!   panic there would abort the process). Every foreign object is moved out of the shared block, the
 //!   state change is published, and only then is it woken or dropped, so an
 //!   unwind never leaves the channel inconsistent: a value already sent is
 //!   still delivered, a receiver is never left waiting for a wake-up that

@@ -133,7 +133,8 @@ impl<T> Receiver<T> {
     /// time-out under 50 µs may be overrun by about as much as the OS's
     /// timer slack (50 µs by default on Linux) overruns a timed park. A
     /// value that arrives after the time-out is kept: the next receive
-    /// returns it. With a zero `timeout` it only looks: no spin, no sleep.
+    /// returns it. With a zero `timeout` it only looks, as
+    /// [`try_recv`](Self::try_recv): no spin, no sleep, no waker registered.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
         self.wait(Some(deadline.unwrap_or_else(far_future)))
@@ -141,27 +142,33 @@ impl<T> Receiver<T> {
 
     /// Blocks until `deadline` at the latest (up to one spin later: see
     /// [`recv_timeout`](Self::recv_timeout)). A value that arrives after the
-    /// deadline is kept: the next receive returns it.
+    /// deadline is kept: the next receive returns it. A deadline already
+    /// passed only looks, as [`try_recv`](Self::try_recv).
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.wait(Some(deadline))
     }
 
     fn wait(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        // A deadline already passed (`recv_timeout(ZERO)`) makes this a
+        // look, not a wait: registering the thread's parker would cost the
+        // next send an unpark for nothing, and replace the waker of an async
+        // receive left registered.
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return self.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Closed => RecvTimeoutError::Closed,
+            });
+        }
         // A reply that is a few microseconds away is caught without
         // registering or parking: spin briefly, if this receiver's recent
-        // spins paid off (`SpinPolicy`), unless the deadline has already
-        // passed (`recv_timeout(ZERO)` is a poll, not a wait).
-        let expired = deadline.is_some_and(|d| d <= Instant::now());
-        if !expired {
-            let shared = self.shared();
-            // Spins even without credit if this thread's last send found
-            // its receiver running (`peer_hint`): the answer may be close.
-            shared
-                .rx_spin
-                .spin_until_unless_parked(crate::peer_hint::take(), || {
-                    shared.state.load(Ordering::Acquire) & TX_DONE != 0
-                });
-        }
+        // spins paid off (`SpinPolicy`), or even without credit if this
+        // thread's last send found its receiver running (`peer_hint`).
+        let shared = self.shared();
+        shared
+            .rx_spin
+            .spin_until_unless_parked(crate::peer_hint::take(), || {
+                shared.state.load(Ordering::Acquire) & TX_DONE != 0
+            });
         let closed =
             |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);
         with_thread_parker(|parker| {
@@ -500,7 +507,7 @@ impl<T> Drop for Receiver<T> {
         }
         // Foreign code, now that the block needs nothing more from us.
         if let Some(w) = closed_waker {
-            w.wake();
+            crate::inner::wake_peer(w);
         }
         drop((own_waker, unread));
     }
