@@ -16,6 +16,12 @@ use sync_core::{Parker, Unparker};
 pub(crate) struct Shared {
     pub(crate) queue: Queue,
     pub(crate) tag: Tag,
+    /// Set by the worker itself when a task shut it down by dropping (or
+    /// joining) the last handle on the worker: nobody will join it, so a
+    /// postlude's panic payload must be disposed of here (std would drop
+    /// it at thread exit, and abort if that drop panics). Written and read
+    /// only on the worker: a plain std atomic, outside loom's view.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 sync_core::thread_local! {
@@ -217,6 +223,7 @@ fn worker_main(prelude: Option<Hook>, postlude: Option<Hook>, handoff: Arc<Hando
     let shared = Arc::new(Shared {
         queue: Queue::new(parker.unparker()),
         tag,
+        detached: std::sync::atomic::AtomicBool::new(false),
     });
     Tag::set_current(tag);
     CURRENT_SHARED.with(|s| *s.borrow_mut() = Some(Arc::clone(&shared)));
@@ -240,6 +247,13 @@ fn worker_main(prelude: Option<Hook>, postlude: Option<Hook>, handoff: Arc<Hando
         shared.queue.serve(&parker);
         if let Some(postlude) = postlude {
             exit = catch_unwind(AssertUnwindSafe(postlude));
+        }
+    }
+    if shared.detached.load(std::sync::atomic::Ordering::Relaxed) {
+        // Nobody joins a detached worker: contain the payload here, as
+        // everywhere else (its `Drop` may panic).
+        if let Err(payload) = core::mem::replace(&mut exit, Ok(())) {
+            drop_payload(payload);
         }
     }
     // The tag stays current (a `Tagged` in a thread-local destroyed after
@@ -427,6 +441,9 @@ impl Thread {
         if self.shared.tag.is_current() {
             // Waiting for ourselves would deadlock: detach; the worker stops
             // once the current task returns and the queue is drained.
+            self.shared
+                .detached
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             drop(handle);
             return Ok(());
         }

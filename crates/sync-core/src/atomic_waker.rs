@@ -134,12 +134,29 @@ impl AtomicWaker {
                 };
                 // The slot is consistent and released: only now run foreign
                 // code (the wake, the replaced waker's drop, a clone's panic).
+                // Each runs on its own, and the first panic is raised once
+                // all have: a replaced waker still held while a wake's panic
+                // unwinds would be dropped during the unwind, and its own
+                // panic there would abort the process.
+                let mut first_panic = None;
                 if let Some(w) = woken {
-                    w.wake();
+                    first_panic = catch_unwind(AssertUnwindSafe(|| w.wake())).err();
                 }
-                match swapped {
-                    Ok(old) => drop(old),
-                    Err(payload) => resume_unwind(payload),
+                let later_panic = match swapped {
+                    Ok(old) => catch_unwind(AssertUnwindSafe(move || drop(old))).err(),
+                    Err(payload) => Some(payload),
+                };
+                match (first_panic, later_panic) {
+                    (Some(first), later) => {
+                        // A second payload goes quietly (its own drop may
+                        // panic too).
+                        if let Some(p) = later {
+                            let _ = catch_unwind(AssertUnwindSafe(move || drop(p)));
+                        }
+                        resume_unwind(first)
+                    }
+                    (None, Some(p)) => resume_unwind(p),
+                    (None, None) => {}
                 }
             }
             Err(_) => {
