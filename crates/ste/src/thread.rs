@@ -135,7 +135,10 @@ impl Builder {
     }
 
     /// Runs `postlude` on the worker at shutdown, after the last task. If it
-    /// panics, [`Thread::join`] returns [`Error::Panicked`] with its payload.
+    /// panics, [`Thread::join`] returns [`Error::Panicked`] with its payload;
+    /// if nobody can join (a task shut its own worker down by dropping the
+    /// last handle), the worker drops the payload itself, containing a
+    /// panicking `Drop`.
     pub fn postlude<F>(mut self, postlude: F) -> Builder
     where
         F: FnOnce() + Send + 'static,

@@ -91,8 +91,11 @@ impl AtomicWaker {
     ///
     /// Only if the waker does: a panic from `waker.clone()`, from dropping
     /// the replaced waker or from a `wake` delivered here propagates, but
-    /// only after the slot is released and consistent. A failed clone leaves
-    /// the previously stored waker registered.
+    /// only after the slot is released and consistent, and after every one
+    /// of them has run (the first panic is raised, any other dropped): a
+    /// waker is never dropped during another one's unwind, where its own
+    /// panic would abort. A failed clone leaves the previously stored waker
+    /// registered.
     pub fn register(&self, waker: &Waker) {
         match self
             .state
