@@ -1,5 +1,5 @@
 //! Third hostile review of exit-left: one reproducing test per finding
-//! (each failed on the code reviewed, 71d08ad, and passes since the fixes:
+//! (each failed on the code reviewed, 65eb058, and passes since the fixes:
 //! hand-offs, forwarded promotions and routing wake quietly; a head's own
 //! message taken out before user code runs is put back if it unwinds; the
 //! re-entrancy check is per stage; `HeadGuard::resource` borrows the

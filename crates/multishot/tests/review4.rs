@@ -2,7 +2,7 @@
 //! uses: `Parker`, `with_thread_parker`, `SpinPolicy`).
 //!
 //! Tests named `review4_finding_*` showed defects of the reviewed code
-//! (7bc76d2's multishot): they failed on it and pass since the fixes (a
+//! (7b43a2d's multishot): they failed on it and pass since the fixes (a
 //! peer's waker woken from a handle dropped while unwinding has its panic
 //! caught; a zero time-out or a passed deadline only looks, as `try_recv`).
 //! The others are attacks that held, kept as short regression tests.

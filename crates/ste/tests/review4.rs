@@ -1,7 +1,7 @@
 //! Hostile review 4 of ste: foreign code run while already unwinding or
 //! after the joiner is gone; sibling paths of earlier fixes.
 //!
-//! Finding 1 failed on 792ca04 (the process aborted) and passes since the
+//! Finding 1 failed on dd9dfa3 (the process aborted) and passes since the
 //! fix: a detached worker drops its postlude's payload itself
 //! (`drop_payload`). The other tests are attacks that held.
 

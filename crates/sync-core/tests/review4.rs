@@ -1,6 +1,6 @@
 //! Hostile review 4 of sync-core: foreign code run while already unwinding.
 //!
-//! Finding 1 failed on 792ca04 (the process aborted) and passes since the
+//! Finding 1 failed on dd9dfa3 (the process aborted) and passes since the
 //! fix: `register` runs the wake and the replaced waker's drop each under
 //! `catch_unwind` and raises the first panic after both. The other tests
 //! are attacks that held.

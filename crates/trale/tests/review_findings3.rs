@@ -2,7 +2,7 @@
 //! that held up.
 //!
 //! Every "Finding N" test failed on the code it was written against
-//! (trale at 716ece2) and passes since the fix each one's comment names.
+//! (trale at 0c63b4e) and passes since the fix each one's comment names.
 //!
 //! The "Held up" tests are attacks that failed, kept as regression tests.
 //! Anything that could block runs on its own thread with a deadline, so a
