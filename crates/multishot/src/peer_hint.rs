@@ -21,8 +21,8 @@
 //! A wrong hint (the next receive waits for someone else, or the receiver
 //! seen running is preempted before it answers) costs one short spin: a
 //! site without credit spins on a hint only for its first batch of polls
-//! (about 2 µs), and the outcome counts in the site's history like a
-//! probe's. A blocking receive that spins reads the hint and clears it;
+//! (about 2 µs), unless its next probe is due, and a fast answer restores
+//! the site's credit. A blocking receive that spins reads the hint and clears it;
 //! the other receives (`try_recv`, `recv().await`, a time-out already
 //! past) leave it for the next one, and a send to a receiver that is gone,
 //! or a sender dropped unsent, records nothing: a stale hint costs the same

@@ -109,8 +109,9 @@ impl<T> Receiver<T> {
 
     /// Blocks the thread until the value arrives or the sender is gone.
     ///
-    /// Spins for a bounded moment first (50 µs at most, and only while this
-    /// receiver's recent spins caught the value fast:
+    /// Spins for a bounded moment first (50 µs at most, 200 µs for the
+    /// occasional probe, and only while this receiver's recent spins caught
+    /// the value fast:
     /// [`SpinPolicy`](sync_core::SpinPolicy); or about 2 µs if this thread's
     /// last send found its receiver running, the reply of a ping-pong whose
     /// peer is awake; it never yields), then parks on a
@@ -129,9 +130,10 @@ impl<T> Receiver<T> {
     }
 
     /// Blocks for at most `timeout`, plus up to one spin: the spin of
-    /// `recv_blocking` (50 µs at most) is not cut short by the time-out, so a
-    /// time-out under 50 µs may be overrun by about as much as the OS's
-    /// timer slack (50 µs by default on Linux) overruns a timed park. A
+    /// `recv_blocking` (50 µs at most; a probe, at most one wait in four,
+    /// 200 µs) is not cut short by the time-out, so a short time-out may be
+    /// overrun by about as much as the OS's timer slack (50 µs by default
+    /// on Linux) overruns a timed park, or by up to 200 µs on a probe. A
     /// value that arrives after the time-out is kept: the next receive
     /// returns it. With a zero `timeout` it only looks, as
     /// [`try_recv`](Self::try_recv): no spin, no sleep, no waker registered.

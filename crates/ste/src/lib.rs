@@ -66,7 +66,7 @@
 //!   (except on the worker itself, where they only ask it to stop).
 //! - **The spin budget.** A waiting caller, and the idle worker, follow
 //!   [`sync_core::SpinPolicy`]: they poll their condition (for 50 µs at
-//!   most) only while that wait site's recent spins paid off (the reply
+//!   most, 200 µs for an occasional probe) only while that wait site's recent spins paid off (the reply
 //!   came fast) or the other side was just seen running (a caller whose
 //!   worker had not parked, a worker whose caller was still spinning);
 //!   otherwise they park at once. So on a

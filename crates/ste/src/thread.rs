@@ -312,7 +312,8 @@ impl Thread {
     /// Called from a task already running on this worker, `f` runs inline
     /// (re-entrancy cannot deadlock).
     ///
-    /// Allocates nothing. Waits by spinning (50 µs at most),
+    /// Allocates nothing. Waits by spinning (50 µs at most; 200 µs for an
+    /// occasional probe),
     /// and only while spinning pays off ([`SpinPolicy`]), then parking.
     ///
     /// # Errors

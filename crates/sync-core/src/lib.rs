@@ -12,8 +12,8 @@
 //!
 //! - [`CachePadded`]: keeps a hot atomic on its own cache line.
 //! - [`SpinPolicy`]: the one wait policy every waiting path uses: spin
-//!   (50 µs at most) only while this wait site's recent spins
-//!   paid off, otherwise park at once.
+//!   (50 µs at most, 200 µs for an occasional probe) only while this wait
+//!   site's recent spins paid off, otherwise park at once.
 //! - [`Backoff`]: a bounded spin, then yield, then "go park" budget, for
 //!   retry loops that have nothing to park on.
 //! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches

@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 ///   credit; any other spin costs one. At zero credit the site parks **at
 ///   once**.
 /// - **probes**: a site without credit still spins on one wait in
-///   2^2 ... 2^10 ([`PROBE_GAPS`](SpinPolicy::PROBE_GAPS)): the gap doubles
-///   after every probe that was not a fast hit and resets on a fast hit. A
-///   probe that comes true *late* (the peer had to be woken first) earns
-///   one more spin, to see whether the peer now stays awake.
+///   2^2 ... 2^10 ([`PROBE_GAPS`](SpinPolicy::PROBE_GAPS)), for up to
+///   [`PROBE_LIMIT`](SpinPolicy::PROBE_LIMIT): the gap doubles after every
+///   probe that was not a fast hit and resets on a fast hit. A probe that
+///   comes true *late* (the peer had to be woken first) earns one more
+///   spin, to see whether the peer now stays awake. Every wait counts
+///   towards the next probe, hinted ones too (below).
 /// - **peer hints**: a caller that knows its peer was running a moment ago
 ///   (ste's caller pushed to a worker that had not parked; ste's worker
 ///   completed a task whose caller was still spinning) spins regardless of
@@ -48,7 +50,12 @@ use std::time::{Duration, Instant};
 ///   blocking ping-pong had loaded rounds at 7-8 µs of CPU per round trip
 ///   where oneshot, parking at once, needed 3; with the batch only, ste
 ///   0.63-1.01x in 15 runs (one above 1.0) and multishot 0.08-0.66x
-///   oneshot in 17.
+///   oneshot in 17. A hinted wait whose probe is due spins as a probe:
+///   when both sides of a parked ping-pong keep finding each other "not
+///   parked yet" (each side's batch ends a moment before the answer, and
+///   its peer is still on its way to parking), every wait is hinted, and
+///   if hinted waits did not count towards probes the pair would never
+///   probe and stay parked for good.
 ///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
@@ -68,8 +75,9 @@ use std::time::{Duration, Instant};
 ///
 /// So on a quiet machine a ping-pong keeps spinning (every answer is fast),
 /// and on a loaded one a site stops spinning after two spins that were not
-/// fast, and from then on spends at most two spins per probe, one probe in
-/// 1024 waits once the load persists.
+/// fast, and from then on spends at most two spins (a probe and the spin
+/// after a late one) per probe, one probe in 1024 waits once the load
+/// persists.
 ///
 /// # The constants, and the measurements behind them
 ///
@@ -82,10 +90,20 @@ use std::time::{Duration, Instant};
 /// - `FAST` = 4 µs: a running peer answers within about a microsecond
 ///   (round trip plus a small task); anything slower means the peer was not
 ///   running and had to be woken or scheduled.
-/// - `SPIN_LIMIT` = 50 µs: long enough that a probe on a quiet machine sees
-///   a parked peer woken (up to ~25 µs one way), so that it can find its way
-///   back to spinning; only probes and the one spin after a late probe ever
-///   run that long without a fast answer.
+/// - `SPIN_LIMIT` = 50 µs: the bound of a spin on credit, and of the one
+///   spin after a late probe; a running peer answers within `FAST`, so
+///   only a peer that had to be woken is caught past that.
+/// - `PROBE_LIMIT` = 200 µs: a probe must outlast a whole round trip
+///   through two parked threads on idle vCPUs (the probing side wakes its
+///   peer, the peer answers), or a quiet ping-pong that once parked never
+///   sees a late answer and never finds its way back to spinning. That
+///   round trip was 14-53 µs when this policy was written and 90-100 µs a
+///   week later on the same VM (std mpsc's quiet round trip in the bench);
+///   with probes bounded by `SPIN_LIMIT`, 22-25 of 60 fresh quiet multishot
+///   ping-pongs (300 ms each) stayed parked for much of their run (mean
+///   round trip over 3 µs, the worst at 100-110 µs: parked throughout), and
+///   none of 120 with 200 µs (all at 0.5-1.2 µs). Under sustained load a
+///   probe costs at most 200 + 50 µs per 1024 waits.
 /// - `CREDIT` = 2: one unlucky wait (the peer preempted once) does not
 ///   switch spinning off; two in a row do.
 /// - `PROBE_GAPS` = 2^2 ... 2^10 waits: recovery within a few waits when
@@ -149,9 +167,13 @@ enum Outcome {
 }
 
 impl SpinPolicy {
-    /// Longest a single spin lasts: long enough to see a parked peer woken
-    /// up on this machine, so that a probe can tell "quiet" from "loaded".
+    /// Longest a spin on credit lasts (a probe: [`PROBE_LIMIT`](Self::PROBE_LIMIT)).
     pub const SPIN_LIMIT: Duration = Duration::from_micros(50);
+    /// Longest a probe lasts: longer than a round trip through two parked
+    /// threads on idle cores, so that a probe on a quiet machine sees its
+    /// parked peer woken and answer (a *late* hit) and the site finds its way
+    /// back to spinning.
+    pub const PROBE_LIMIT: Duration = Duration::from_micros(200);
     /// A spin that ends within this is a *fast* hit: the peer was running.
     pub const FAST: Duration = Duration::from_micros(4);
     /// Credit after a fast hit; a miss or a late hit costs one.
@@ -171,7 +193,8 @@ impl SpinPolicy {
     }
 
     /// Spins until `ready()` returns `true`, if this site's recent history
-    /// says spinning pays off, for at most [`SPIN_LIMIT`](Self::SPIN_LIMIT).
+    /// says spinning pays off, for at most [`SPIN_LIMIT`](Self::SPIN_LIMIT)
+    /// ([`PROBE_LIMIT`](Self::PROBE_LIMIT) when the wait is a probe).
     /// Returns whether `ready()` was seen `true`; on `false` the caller
     /// parks (after whatever re-check its protocol needs).
     ///
@@ -189,7 +212,12 @@ impl SpinPolicy {
         let Some(probe) = self.should_spin() else {
             return false;
         };
-        let outcome = Self::spin(&mut ready, Self::SPIN_LIMIT);
+        let limit = if probe {
+            Self::PROBE_LIMIT
+        } else {
+            Self::SPIN_LIMIT
+        };
+        let outcome = Self::spin(&mut ready, limit);
         self.record(probe, outcome);
         outcome != Outcome::Miss
     }
@@ -208,7 +236,8 @@ impl SpinPolicy {
     /// [`SPIN_LIMIT`](Self::SPIN_LIMIT): a peer that has not parked may
     /// still be preempted, and under load two sides that never park would
     /// otherwise keep each other spinning on every wait. A peer that is
-    /// really on a core answers within the batch.
+    /// really on a core answers within the batch. The wait counts towards
+    /// the site's next probe, and spins as the probe when that is due.
     #[inline]
     pub fn spin_until_unless_parked(
         &self,
@@ -228,14 +257,17 @@ impl SpinPolicy {
         // late or not at all: on a loaded machine a peer that has not
         // parked is often preempted, not running. Then the hint buys only
         // the first batch of polls, so a wrong hint costs about 2 µs, not
-        // `SPIN_LIMIT`, of the time slice.
-        let limit = if self.has_credit() {
-            Self::SPIN_LIMIT
-        } else {
-            Duration::ZERO
+        // `SPIN_LIMIT`, of the time slice; unless the site's next probe is
+        // due: hinted waits count towards probes like any other, or a
+        // ping-pong whose every wait is hinted would never probe (type docs).
+        // A batch-only spin is not a probe: a miss changes nothing.
+        let (limit, counts) = match self.should_spin() {
+            Some(false) => (Self::SPIN_LIMIT, true),
+            Some(true) => (Self::PROBE_LIMIT, true),
+            None => (Duration::ZERO, false),
         };
         let outcome = Self::spin(&mut ready, limit);
-        self.record(true, outcome);
+        self.record(counts, outcome);
         outcome != Outcome::Miss
     }
 
@@ -273,8 +305,11 @@ impl SpinPolicy {
         let new = credit | shift << SHIFT_AT;
         // A site that keeps hitting fast does not write: the store would
         // pull the line into this core on every wait (and sites share lines
-        // with what their peers touch).
-        if new != history {
+        // with what their peers touch). Nor does a spin that changes
+        // nothing: the store would also reset the count of waits towards
+        // the next probe, and a site whose every wait spins its first batch
+        // on a hint (and misses) would never probe.
+        if new != history & (CREDIT_BITS | SHIFT_BITS) {
             self.history.store(new, Ordering::Relaxed);
         }
     }
@@ -442,6 +477,33 @@ mod tests {
             (false, 1 + SpinPolicy::POLLS_PER_CLOCK_READ),
             "a site without credit spun past the first batch on a hint"
         );
+    }
+
+    /// Hinted waits count towards the next probe like any other, and spin
+    /// as the probe when it is due. (Each hinted batch miss used to rewrite
+    /// the history and so reset that count: a ping-pong whose every wait
+    /// was hinted never probed and, once parked on a quiet machine, stayed
+    /// parked for the whole run.)
+    #[test]
+    fn hinted_waits_without_credit_still_probe() {
+        let site = SpinPolicy::new();
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
+        assert!(!site.has_credit());
+        let (min, max) = SpinPolicy::PROBE_GAPS;
+        let first_probes: u32 = (min..max).map(|s| 1 << s).sum();
+        let mut probes = 0;
+        for _ in 0..first_probes {
+            let polls = Cell::new(0u32);
+            assert!(!site.spin_until_unless_parked(true, || {
+                polls.set(polls.get() + 1);
+                false
+            }));
+            // A batch-only spin checks once, then polls one batch; a probe
+            // polls on until PROBE_LIMIT.
+            probes += u32::from(polls.get() > 1 + SpinPolicy::POLLS_PER_CLOCK_READ);
+        }
+        assert_eq!(probes, max - min, "hinted waits never reached a probe");
+        assert!(!site.has_credit(), "missed probes earn no credit");
     }
 
     #[test]
