@@ -223,9 +223,9 @@
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::task::{RawWakerVTable, Waker};
-use sync_core::SpinPolicy;
 use sync_core::atomic::{AtomicUsize, Ordering};
 use sync_core::cell::UnsafeCell;
+use sync_core::{PeerCpu, SpinPolicy};
 
 pub(crate) const RX_WAKER: usize = 1 << 0;
 pub(crate) const VALUE: usize = 1 << 1;
@@ -296,6 +296,9 @@ pub(crate) struct Inner<T> {
     /// How the blocking receive waits; kept across rounds (its history is
     /// the point), touched only by the receiver.
     pub(crate) rx_spin: SpinPolicy,
+    /// Where the last sender ran when it sent: the blocking receive does
+    /// not spin on its own CPU (`PeerCpu`).
+    pub(crate) tx_cpu: PeerCpu,
     pub(crate) tx_waker: UnsafeCell<Option<Waker>>,
     /// Under loom a leaked block leaks this tracked `Arc`, which loom reports.
     #[cfg(loom)]
@@ -312,6 +315,7 @@ impl<T> Inner<T> {
             tx_waker: UnsafeCell::new(None),
             rx: UnsafeCell::new(RxLocal::default()),
             rx_spin: SpinPolicy::new(),
+            tx_cpu: PeerCpu::new(),
             #[cfg(loom)]
             _leak_canary: sync_core::sync::Arc::new(()),
         });
@@ -388,6 +392,11 @@ impl<T> Inner<T> {
             }
             kept => (TX_DONE, kept),
         };
+        if flags & VALUE != 0 {
+            // Before the publish: afterwards the block may be the receiver's
+            // to recycle or free.
+            this.tx_cpu.note();
+        }
         // An add, not an or: both bits are clear while a sender is live, so
         // the two agree, and `fetch_add` is one `lock xadd` on x86 where a
         // `fetch_or` whose result is used becomes a compare-exchange loop.

@@ -110,8 +110,9 @@ impl<T> Receiver<T> {
     /// Blocks the thread until the value arrives or the sender is gone.
     ///
     /// Spins for a bounded moment first (50 µs at most, 200 µs for the
-    /// occasional probe, and only while this receiver's recent spins caught
-    /// the value fast:
+    /// occasional probe, never when the last sender ran on this thread's
+    /// CPU, and only while this receiver's recent spins caught the value
+    /// fast:
     /// [`SpinPolicy`](sync_core::SpinPolicy); or about 2 µs if this thread's
     /// last send found its receiver running, the reply of a ping-pong whose
     /// peer is awake; it never yields), then parks on a
@@ -165,12 +166,15 @@ impl<T> Receiver<T> {
         // registering or parking: spin briefly, if this receiver's recent
         // spins paid off (`SpinPolicy`), or even without credit if this
         // thread's last send found its receiver running (`peer_hint`).
+        // No spin at all if the last sender ran on this CPU: it cannot
+        // answer while we hold the CPU (`sync_core::PeerCpu`).
         let shared = self.shared();
-        shared
-            .rx_spin
-            .spin_until_unless_parked(crate::peer_hint::take(), || {
+        let peer_running = crate::peer_hint::take();
+        if !shared.tx_cpu.is_this_cpu() {
+            shared.rx_spin.spin_until_unless_parked(peer_running, || {
                 shared.state.load(Ordering::Acquire) & TX_DONE != 0
             });
+        }
         let closed =
             |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);
         with_thread_parker(|parker| {

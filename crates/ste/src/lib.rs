@@ -69,7 +69,8 @@
 //!   most, 200 µs for an occasional probe) only while that wait site's recent spins paid off (the reply
 //!   came fast) or the other side was just seen running (a caller whose
 //!   worker had not parked, a worker whose caller was still spinning);
-//!   otherwise they park at once. So on a
+//!   otherwise, and whenever the other side last ran on the waiter's own
+//!   CPU ([`sync_core::PeerCpu`]), they park at once. So on a
 //!   quiet machine a round trip stays in user space, and on a loaded one
 //!   the waiter stops burning the time slice the other side needs. No wait
 //!   ever yields or spins without bound. Under loom the budget is zero

@@ -63,7 +63,7 @@ use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use sync_core::atomic::{AtomicPtr, AtomicU8, Ordering};
 use sync_core::cell::UnsafeCell;
-use sync_core::{CachePadded, Parker, SpinPolicy, Unparker};
+use sync_core::{CachePadded, Parker, PeerCpu, SpinPolicy, Unparker};
 
 /// The worker parked (or is about to) on an empty queue.
 const SLEEPING: usize = 0b001;
@@ -129,6 +129,10 @@ pub(crate) struct Queue {
     callers: SpinPolicy,
     /// How the idle worker waits for work.
     idle: SpinPolicy,
+    /// Where the worker last went idle, and where the last submitter
+    /// pushed: neither side spins on the other's CPU (`PeerCpu`).
+    worker_cpu: PeerCpu,
+    caller_cpu: PeerCpu,
 }
 
 fn flags(word: *mut Node) -> usize {
@@ -151,6 +155,8 @@ impl Queue {
             worker,
             callers: SpinPolicy::new(),
             idle: SpinPolicy::new(),
+            worker_cpu: PeerCpu::new(),
+            caller_cpu: PeerCpu::new(),
         }
     }
 
@@ -268,9 +274,12 @@ impl Queue {
             let caller_spinning = LAST_CALLER_SPINNING
                 .try_with(|c| c.replace(false))
                 .unwrap_or(false);
-            if self.idle.spin_until_unless_parked(caller_spinning, || {
-                self.head.load(Ordering::Relaxed) != current
-            }) {
+            self.worker_cpu.note();
+            if !self.caller_cpu.is_this_cpu()
+                && self.idle.spin_until_unless_parked(caller_spinning, || {
+                    self.head.load(Ordering::Relaxed) != current
+                })
+            {
                 continue;
             }
             // Nothing to do and patience spent: announce that we sleep. Only
@@ -407,10 +416,12 @@ where
         // `self` lives in this frame until this function returns, and it
         // returns only after the push failed (the worker never saw the node)
         // or after `wait` observed `DONE`. It is not moved meanwhile.
+        queue.caller_cpu.note();
         // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
         if let Ok(pushed) = &pushed {
-            self.wait(&queue.callers, pushed.worker_was_awake, parker);
+            let spin = !queue.worker_cpu.is_this_cpu();
+            self.wait(&queue.callers, spin, pushed.worker_was_awake, parker);
         }
         core::mem::forget(guard);
         match pushed {
@@ -447,9 +458,13 @@ where
     }
 
     /// The caller's half of the completion handshake (module docs).
-    fn wait(&self, policy: &SpinPolicy, worker_awake: bool, parker: &Parker) {
+    /// Spins only if `spin` (the worker was last seen on another CPU).
+    fn wait(&self, policy: &SpinPolicy, spin: bool, worker_awake: bool, parker: &Parker) {
         let state = &self.node.state;
-        if policy.spin_until_unless_parked(worker_awake, || state.load(Ordering::Acquire) == DONE) {
+        if spin
+            && policy
+                .spin_until_unless_parked(worker_awake, || state.load(Ordering::Acquire) == DONE)
+        {
             return;
         }
         let (unparker, slot) = (parker.unparker(), &self.node.unparker);

@@ -14,6 +14,8 @@
 //! - [`SpinPolicy`]: the one wait policy every waiting path uses: spin
 //!   (50 µs at most, 200 µs for an occasional probe) only while this wait
 //!   site's recent spins paid off, otherwise park at once.
+//! - [`PeerCpu`]: where a wait's peer last ran, so that a waiter does not
+//!   spin on the CPU its peer needs.
 //! - [`Backoff`]: a bounded spin, then yield, then "go park" budget, for
 //!   retry loops that have nothing to park on.
 //! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches
@@ -103,12 +105,14 @@ mod backoff;
 mod cache_padded;
 pub mod cell;
 mod parker;
+mod peer_cpu;
 mod spin_policy;
 
 pub use atomic_waker::AtomicWaker;
 pub use backoff::Backoff;
 pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
+pub use peer_cpu::PeerCpu;
 pub use spin_policy::SpinPolicy;
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.

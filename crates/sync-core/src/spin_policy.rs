@@ -57,6 +57,11 @@ use std::time::{Duration, Instant};
 ///   if hinted waits did not count towards probes the pair would never
 ///   probe and stay parked for good.
 ///
+/// A site does not know where its peer runs. Callers that do (the peer
+/// noted its CPU in a [`PeerCpu`](crate::PeerCpu)) skip the spin, probes and
+/// hints included, when the peer last ran on the waiter's own CPU: it
+/// cannot answer while the waiter holds that CPU.
+///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
 /// is read once every 64 polls), never by yields: `yield_now` under load
