@@ -9,12 +9,15 @@
 //!   stores a waker is tested against them.
 //! - [`ReentrantWaker`]: wakers that run the test's code inside their own
 //!   `clone`, `wake` and `drop` (re-entrancy at the worst moment).
+//! - [`affinity`] (Linux): pin a test thread to a CPU.
 //!
 //! Plain `std` only: it works in normal, Miri and loom builds alike (under
 //! Miri the watchdog is off, since Miri's clock is virtual and slow).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_os = "linux")]
+pub mod affinity;
 mod hostile_waker;
 mod reentrant_waker;
 mod watchdog;

@@ -170,10 +170,9 @@ impl<T> Receiver<T> {
         // answer while we hold the CPU (`sync_core::PeerCpu`).
         let shared = self.shared();
         let peer_running = crate::peer_hint::take();
-        if !shared.tx_cpu.is_this_cpu() {
-            shared.rx_spin.spin_until_unless_parked(peer_running, || {
-                shared.state.load(Ordering::Acquire) & TX_DONE != 0
-            });
+        let sent = || shared.state.load(Ordering::Acquire) & TX_DONE != 0;
+        if !sent() && !shared.tx_cpu.is_this_cpu() {
+            shared.rx_spin.spin_until_unless_parked(peer_running, sent);
         }
         let closed =
             |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);

@@ -63,7 +63,7 @@ use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use sync_core::atomic::{AtomicPtr, AtomicU8, Ordering};
 use sync_core::cell::UnsafeCell;
-use sync_core::{CachePadded, Parker, PeerCpu, SpinPolicy, Unparker};
+use sync_core::{CachePadded, CpuId, Parker, PeerCpu, SpinPolicy, Unparker};
 
 /// The worker parked (or is about to) on an empty queue.
 const SLEEPING: usize = 0b001;
@@ -91,6 +91,13 @@ pub(crate) struct Node {
     run: unsafe fn(*mut Node),
     /// `WAITING`/`PARKING`/`DONE`; only used by stack tasks.
     state: AtomicU8,
+    /// Where the submitter ran when it made the task: the worker does not
+    /// spin for the next task on that CPU (`PeerCpu`). Carried in the node
+    /// (written before the push publishes it) rather than noted in the
+    /// queue, where submitters on different CPUs would keep rewriting one
+    /// shared word.
+    /// (Here, in the padding after `state`: the node stays 32 bytes.)
+    caller_cpu: CpuId,
     /// The parked caller's unparker (stack tasks, `PARKING` only).
     unparker: UnsafeCell<Option<Unparker>>,
 }
@@ -101,10 +108,16 @@ impl Node {
             next: UnsafeCell::new(ptr::null_mut()),
             run,
             state: AtomicU8::new(WAITING),
+            caller_cpu: CpuId::current(),
             unparker: UnsafeCell::new(None),
         }
     }
 }
+
+// The node shares its line with the task's closure or result; `caller_cpu`
+// sits in padding and must not grow it.
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+const _: () = assert!(core::mem::size_of::<Node>() == 32);
 
 /// What a successful push learned.
 pub(crate) struct Pushed {
@@ -129,10 +142,9 @@ pub(crate) struct Queue {
     callers: SpinPolicy,
     /// How the idle worker waits for work.
     idle: SpinPolicy,
-    /// Where the worker last went idle, and where the last submitter
-    /// pushed: neither side spins on the other's CPU (`PeerCpu`).
+    /// Where the worker last went idle: a submitter does not spin on that
+    /// CPU (`PeerCpu`; the worker's side is `Node::caller_cpu`).
     worker_cpu: PeerCpu,
-    caller_cpu: PeerCpu,
 }
 
 fn flags(word: *mut Node) -> usize {
@@ -156,7 +168,6 @@ impl Queue {
             callers: SpinPolicy::new(),
             idle: SpinPolicy::new(),
             worker_cpu: PeerCpu::new(),
-            caller_cpu: PeerCpu::new(),
         }
     }
 
@@ -238,6 +249,8 @@ impl Queue {
     /// Must be called from the worker thread, which `parker` belongs to and
     /// which `self.worker` unparks; only one thread may ever call it.
     pub(crate) fn serve(&self, parker: &Parker) {
+        // Where the submitter of the last task run was (`Node::caller_cpu`).
+        let mut last_caller = CpuId::UNKNOWN;
         loop {
             let current = self.head.load(Ordering::Acquire);
             if !list(current).is_null() {
@@ -253,7 +266,7 @@ impl Queue {
                     // SAFETY: the CAS made this thread the only owner of the
                     // batch; every node in it is valid until run (push's
                     // contract).
-                    unsafe { run_batch(list(current)) };
+                    last_caller = unsafe { run_batch(list(current)) };
                 }
                 continue;
             }
@@ -275,7 +288,7 @@ impl Queue {
                 .try_with(|c| c.replace(false))
                 .unwrap_or(false);
             self.worker_cpu.note();
-            if !self.caller_cpu.is_this_cpu()
+            if !last_caller.is_current()
                 && self.idle.spin_until_unless_parked(caller_spinning, || {
                     self.head.load(Ordering::Relaxed) != current
                 })
@@ -306,13 +319,17 @@ impl Queue {
 }
 
 /// Reverses a batch taken from the queue (newest first) and runs it oldest
-/// first.
+/// first. Returns the CPU the newest task's submitter ran on.
 ///
 /// # Safety
 ///
 /// The caller owns the batch (took it off the queue); every node in it is
 /// valid until its `run` has been called.
-unsafe fn run_batch(newest: *mut Node) {
+unsafe fn run_batch(newest: *mut Node) -> CpuId {
+    // SAFETY: the batch is non-empty (`serve` takes only a non-empty list)
+    // and its newest node is valid until run (contract); `caller_cpu` was
+    // written before the push published the node.
+    let newest_caller = unsafe { (*newest).caller_cpu };
     let mut reversed: *mut Node = ptr::null_mut();
     let mut node = newest;
     while !node.is_null() {
@@ -335,6 +352,7 @@ unsafe fn run_batch(newest: *mut Node) {
         unsafe { run(node) };
         node = next;
     }
+    newest_caller
 }
 
 // ---------------------------------------------------------------------------
@@ -402,8 +420,9 @@ where
     /// result; or gives the closure back if the queue is closed.
     ///
     /// Blocks. Allocates nothing. Spins as the queue's [`SpinPolicy`] for
-    /// callers allows (a few microseconds at most, only while spinning pays
-    /// off), then parks on `parker` (the calling thread's).
+    /// callers allows (50 µs at most, 200 µs on a probe, only while spinning
+    /// pays off and never when the worker went idle on this CPU), then parks
+    /// on `parker` (the calling thread's).
     pub(crate) fn run_on(self, queue: &Queue, parker: &Parker) -> Result<Result<T, Payload>, F> {
         // Derived from the whole task (not just its `node` field) so that the
         // worker may reach `slot` through it.
@@ -416,7 +435,6 @@ where
         // `self` lives in this frame until this function returns, and it
         // returns only after the push failed (the worker never saw the node)
         // or after `wait` observed `DONE`. It is not moved meanwhile.
-        queue.caller_cpu.note();
         // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
         if let Ok(pushed) = &pushed {

@@ -112,7 +112,7 @@ pub use atomic_waker::AtomicWaker;
 pub use backoff::Backoff;
 pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
-pub use peer_cpu::PeerCpu;
+pub use peer_cpu::{CpuId, PeerCpu};
 pub use spin_policy::SpinPolicy;
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.

@@ -22,12 +22,13 @@ use core::sync::atomic::{AtomicU32, Ordering};
 /// # How
 ///
 /// The answering side calls [`note`](Self::note) when it answers (a
-/// sender when it sends, a worker when it goes idle, a submitter when it
-/// submits); the waiting side asks [`is_this_cpu`](Self::is_this_cpu)
-/// before it spins and parks at once if it is. Reading the CPU number
-/// (`sched_getcpu`, a vDSO call) costs about 3 ns here; `note` writes only
-/// when the number changed, so in a steady state the word stays in every
-/// core's cache.
+/// sender when it sends, a worker when it goes idle); the waiting side asks
+/// [`is_this_cpu`](Self::is_this_cpu) before it spins and parks at once if
+/// it is. Reading the CPU number (`sched_getcpu`, a vDSO call on x86-64)
+/// costs about 3 ns here; `note` writes only when the number changed, so in
+/// a steady state the word stays in every core's cache. A value that many
+/// threads would note in turn (ste's submitters) travels better as a
+/// [`CpuId`] inside what they send.
 ///
 /// A stale or wrong answer only costs or saves a spin: the waiter re-checks
 /// its condition and parks whatever this says. Where the CPU number is not
@@ -39,6 +40,29 @@ pub struct PeerCpu {
 }
 
 const UNKNOWN: u32 = u32::MAX;
+
+/// A CPU number taken by [`CpuId::current`], or unknown: the plain value
+/// behind [`PeerCpu`], for a side that carries it along with its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuId(u32);
+
+impl CpuId {
+    /// No CPU: [`is_current`](Self::is_current) is always `false`.
+    pub const UNKNOWN: CpuId = CpuId(UNKNOWN);
+
+    /// The CPU the calling thread runs on now, or [`UNKNOWN`](Self::UNKNOWN)
+    /// where the platform does not say (not Linux, Miri, loom).
+    #[inline]
+    pub fn current() -> CpuId {
+        CpuId(current_cpu().unwrap_or(UNKNOWN))
+    }
+
+    /// Whether this is a known CPU and the calling thread runs on it now.
+    #[inline]
+    pub fn is_current(self) -> bool {
+        self != Self::UNKNOWN && current_cpu() == Some(self.0)
+    }
+}
 
 impl PeerCpu {
     /// No CPU noted yet.
@@ -52,8 +76,12 @@ impl PeerCpu {
     /// allocates; writes only when the CPU changed.
     #[inline]
     pub fn note(&self) {
+        // The load comes first, also where the CPU number is unknown, so
+        // that Miri sees every access the caller's placement of `note`
+        // implies (it must run while the peer's memory is alive).
+        let noted = self.cpu.load(Ordering::Relaxed);
         let Some(cpu) = current_cpu() else { return };
-        if self.cpu.load(Ordering::Relaxed) != cpu {
+        if noted != cpu {
             self.cpu.store(cpu, Ordering::Relaxed);
         }
     }
@@ -63,8 +91,7 @@ impl PeerCpu {
     /// the CPU number is not available.
     #[inline]
     pub fn is_this_cpu(&self) -> bool {
-        let noted = self.cpu.load(Ordering::Relaxed);
-        noted != UNKNOWN && current_cpu() == Some(noted)
+        CpuId(self.cpu.load(Ordering::Relaxed)).is_current()
     }
 }
 
@@ -92,7 +119,12 @@ fn current_cpu() -> Option<u32> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::PeerCpu;
+    use super::{CpuId, PeerCpu};
+
+    #[test]
+    fn an_unknown_cpu_is_never_current() {
+        assert!(!CpuId::UNKNOWN.is_current());
+    }
 
     #[test]
     fn nothing_noted_is_never_this_cpu() {

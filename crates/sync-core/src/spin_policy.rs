@@ -36,8 +36,11 @@ use std::time::{Duration, Instant};
 /// - **peer hints**: a caller that knows its peer was running a moment ago
 ///   (ste's caller pushed to a worker that had not parked; ste's worker
 ///   completed a task whose caller was still spinning) spins regardless of
-///   credit, and the outcome counts like a probe's
-///   ([`spin_until_unless_parked`](SpinPolicy::spin_until_unless_parked)).
+///   credit, and a fast answer restores full credit
+///   ([`spin_until_unless_parked`](SpinPolicy::spin_until_unless_parked));
+///   a site *with* credit spins on a hint as usual, and there a hinted spin
+///   that is not fast costs all credit at once, like a missed probe (the
+///   peer was said to be running, so a slow answer is a strong sign).
 ///   Without this, two parked sides of a ping-pong stay parked: each side's
 ///   probe finds the other asleep, so it only ever sees late answers. A
 ///   site without credit spins on a hint only for the first, clock-free
@@ -113,13 +116,16 @@ use std::time::{Duration, Instant};
 ///   switch spinning off; two in a row do.
 /// - `PROBE_GAPS` = 2^2 ... 2^10 waits: recovery within a few waits when
 ///   the machine gets quiet again after a short busy spell; under sustained
-///   load, at most two 50 µs spins per 1024 waits (under 0.1 µs per wait on
-///   average). Under load a probe usually runs the whole 50 µs: with the
-///   longest gap at 2^8, a loaded blocking ping-pong (parked on both
-///   sides, 3-4 µs of CPU per round trip) spent about 6% of its time in
-///   probes, counted in the bench, against under 1% at 2^12; 2^10 keeps
-///   that near 1.5% and recovery after a long busy spell within 1024
-///   waits (a tenth of a second at 100 µs per parked wait).
+///   load, at most one probe and one spin (200 + 50 µs) per 1024 waits
+///   (about 0.25 µs per wait on average). Under load a probe usually runs
+///   to its limit: with 50 µs probes and the longest gap at 2^8, a loaded
+///   blocking ping-pong (parked on both sides, 3-4 µs of CPU per round
+///   trip) spent about 6% of its time in probes, counted in the bench,
+///   against under 1% at 2^12; 2^10 kept that near 1.5% (about 6% with
+///   200 µs probes, less where [`PeerCpu`](crate::PeerCpu) skips the probes
+///   of two sides that share a CPU) and keeps recovery after a long busy
+///   spell within 1024 waits (a tenth of a second at 100 µs per parked
+///   wait).
 ///
 /// Measured effect (interleaved rounds, `cargo xtask bench -p ste` and
 /// `-p multishot`, median of per-round ratios): quiet, ste's `submit` round
@@ -230,8 +236,7 @@ impl SpinPolicy {
     /// Like [`spin_until`](Self::spin_until), but spins regardless of the
     /// history when `peer_running` says the party that will make `ready()`
     /// true was seen running just now (it had not parked), which is exactly
-    /// when spinning pays off. The outcome counts like a probe's: a fast
-    /// hit restores credit, anything else does not. This is what lets two
+    /// when spinning pays off. A fast hit restores credit. This is what lets two
     /// parked sides of a ping-pong find their way back to spinning on a
     /// quiet machine: one side's probe keeps it running, the other sees it
     /// running and spins too.

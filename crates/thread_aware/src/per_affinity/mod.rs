@@ -87,7 +87,8 @@ use family::{Factory, Family, Instance, Table};
 ///   factory on the relocating thread, with no lock held, and allocates the
 ///   instance (plus, on a family's first placement, the slot table).
 ///   Concurrent relocations into the same slot *block* until it is built:
-///   they spin for a few microseconds if that paid off lately, then sleep;
+///   they spin (50 µs at most, 200 µs on an occasional probe) if that paid
+///   off lately, then sleep;
 ///   the factory runs once. If it panics the panic reaches the thread that
 ///   ran it, the slot goes back to empty, and the next relocation (a
 ///   waiting one included) runs the factory again.
