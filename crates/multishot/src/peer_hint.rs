@@ -22,8 +22,8 @@
 //! seen running is preempted before it answers) costs one short spin: a
 //! site without credit spins on a hint only for its first batch of polls
 //! (about 2 µs), unless its next probe is due, and a fast answer restores
-//! the site's credit. A blocking receive that spins reads the hint and clears it;
-//! the other receives (`try_recv`, `recv().await`, a time-out already
+//! the site's credit. A blocking receive that spins reads the hint and
+//! clears it; the other receives (`try_recv`, `recv().await`, a time-out already
 //! past) leave it for the next one, and a send to a receiver that is gone,
 //! or a sender dropped unsent, records nothing: a stale hint costs the same
 //! bounded spin as a wrong one.

@@ -95,8 +95,8 @@ pub(crate) struct Node {
     /// spin for the next task on that CPU (`PeerCpu`). Carried in the node
     /// (written before the push publishes it) rather than noted in the
     /// queue, where submitters on different CPUs would keep rewriting one
-    /// shared word.
-    /// (Here, in the padding after `state`: the node stays 32 bytes.)
+    /// shared word. Placed in the padding after `state`: the node stays 32
+    /// bytes.
     caller_cpu: CpuId,
     /// The parked caller's unparker (stack tasks, `PARKING` only).
     unparker: UnsafeCell<Option<Unparker>>,
