@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use sync_core::atomic::Ordering;
-use sync_core::{hint, with_thread_parker};
+use sync_core::{SpinPolicy, hint, with_thread_parker};
 
 /// The receiving half of a channel: receives one value per round and makes
 /// the next round's [`Sender`] without allocating.
@@ -130,11 +130,12 @@ impl<T> Receiver<T> {
         self.wait(None).map_err(|_| RecvError {})
     }
 
-    /// Blocks for at most `timeout`, plus up to one spin: the spin of
-    /// `recv_blocking` (50 µs at most; a probe, at most one wait in four,
-    /// 200 µs) is not cut short by the time-out, so a short time-out may be
-    /// overrun by about as much as the OS's timer slack (50 µs by default
-    /// on Linux) overruns a timed park, or by up to 200 µs on a probe. A
+    /// Blocks for at most `timeout` (a timed park may overrun it by the
+    /// OS's timer slack, 50 µs by default on Linux). It spins as
+    /// `recv_blocking` does only while the longest spin
+    /// ([`SpinPolicy::PROBE_LIMIT`](sync_core::SpinPolicy::PROBE_LIMIT),
+    /// 200 µs) fits before the deadline, so a spin never overruns it; a
+    /// shorter time-out parks at once. A
     /// value that arrives after the time-out is kept: the next receive
     /// returns it. With a zero `timeout` it only looks, as
     /// [`try_recv`](Self::try_recv): no spin, no sleep, no waker registered.
@@ -143,7 +144,8 @@ impl<T> Receiver<T> {
         self.wait(Some(deadline.unwrap_or_else(far_future)))
     }
 
-    /// Blocks until `deadline` at the latest (up to one spin later: see
+    /// Blocks until `deadline` at the latest (give or take the timer slack
+    /// of a timed park; a spin never overruns it: see
     /// [`recv_timeout`](Self::recv_timeout)). A value that arrives after the
     /// deadline is kept: the next receive returns it. A deadline already
     /// passed only looks, as [`try_recv`](Self::try_recv).
@@ -156,7 +158,8 @@ impl<T> Receiver<T> {
         // look, not a wait: registering the thread's parker would cost the
         // next send an unpark for nothing, and replace the waker of an async
         // receive left registered.
-        if deadline.is_some_and(|d| d <= Instant::now()) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
             return self.try_recv().map_err(|e| match e {
                 TryRecvError::Empty => RecvTimeoutError::Timeout,
                 TryRecvError::Closed => RecvTimeoutError::Closed,
@@ -167,11 +170,14 @@ impl<T> Receiver<T> {
         // spins paid off (`SpinPolicy`), or even without credit if this
         // thread's last send found its receiver running (`peer_hint`).
         // No spin at all if the last sender ran on this CPU: it cannot
-        // answer while we hold the CPU (`sync_core::PeerCpu`).
+        // answer while we hold the CPU (`sync_core::PeerCpu`), nor if less
+        // than the longest spin is left before the deadline: a spin is not
+        // cut short, and must not overrun the time-out.
         let shared = self.shared();
         let peer_running = crate::peer_hint::take();
         let sent = || shared.state.load(Ordering::Acquire) & TX_DONE != 0;
-        if !sent() && !shared.tx_cpu.is_this_cpu() {
+        let spin_fits = left.is_none_or(|left| left >= SpinPolicy::PROBE_LIMIT);
+        if spin_fits && !sent() && !shared.tx_cpu.is_this_cpu() {
             shared.rx_spin.spin_until_unless_parked(peer_running, sent);
         }
         let closed =
@@ -446,11 +452,14 @@ impl HeldWait {
     ) {
         #[cfg(all(test, not(loom)))]
         tests::HELD_WAITS.with(|n| n.set(n.get() + 1));
-        if deadline.is_some_and(|d| d <= Instant::now()) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
             return; // `recv_timeout(ZERO)` only looks, also here
         }
         let held = || earlier_sender_holds(shared.state.load(Ordering::Acquire));
-        if shared.rx_spin.spin_until(|| !held()) {
+        // As in `wait`: a spin must fit before the deadline.
+        let spin_fits = left.is_none_or(|left| left >= SpinPolicy::PROBE_LIMIT);
+        if spin_fits && shared.rx_spin.spin_until(|| !held()) {
             return;
         }
         let until = Instant::now() + self.nap;
