@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use sync_core::atomic::Ordering;
-use sync_core::{SpinPolicy, hint, with_thread_parker};
+use sync_core::{SpinHints, hint, with_thread_parker};
 
 /// The receiving half of a channel: receives one value per round and makes
 /// the next round's [`Sender`] without allocating.
@@ -169,17 +169,19 @@ impl<T> Receiver<T> {
         // registering or parking: spin briefly, if this receiver's recent
         // spins paid off (`SpinPolicy`), or even without credit if this
         // thread's last send found its receiver running (`peer_hint`).
-        // No spin at all if the last sender ran on this CPU: it cannot
-        // answer while we hold the CPU (`sync_core::PeerCpu`), nor if less
-        // than the longest spin is left before the deadline: a spin is not
-        // cut short, and must not overrun the time-out.
+        // `spin_with` skips the spin if the last sender ran on this CPU (it
+        // cannot answer while we hold the CPU: `sync_core::PeerCpu`) or if
+        // less than the longest spin is left before the deadline (a spin is
+        // not cut short, and must not overrun the time-out).
         let shared = self.shared();
         let peer_running = crate::peer_hint::take();
         let sent = || shared.state.load(Ordering::Acquire) & TX_DONE != 0;
-        let spin_fits = left.is_none_or(|left| left >= SpinPolicy::PROBE_LIMIT);
-        if spin_fits && !sent() && !shared.tx_cpu.is_this_cpu() {
-            shared.rx_spin.spin_until_unless_parked(peer_running, sent);
-        }
+        let hints = SpinHints {
+            peer_running,
+            peer_cpu: shared.tx_cpu.last(),
+            time_left: left,
+        };
+        shared.rx_spin.spin_with(hints, sent);
         let closed =
             |out: Result<T, RecvError>| out.map_err(|RecvError {}| RecvTimeoutError::Closed);
         with_thread_parker(|parker| {
@@ -458,8 +460,11 @@ impl HeldWait {
         }
         let held = || earlier_sender_holds(shared.state.load(Ordering::Acquire));
         // As in `wait`: a spin must fit before the deadline.
-        let spin_fits = left.is_none_or(|left| left >= SpinPolicy::PROBE_LIMIT);
-        if spin_fits && shared.rx_spin.spin_until(|| !held()) {
+        let hints = SpinHints {
+            time_left: left,
+            ..SpinHints::default()
+        };
+        if shared.rx_spin.spin_with(hints, || !held()) {
             return;
         }
         let until = Instant::now() + self.nap;

@@ -63,7 +63,7 @@ use core::ptr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use sync_core::atomic::{AtomicPtr, AtomicU8, Ordering};
 use sync_core::cell::UnsafeCell;
-use sync_core::{CachePadded, CpuId, Parker, PeerCpu, SpinPolicy, Unparker};
+use sync_core::{CachePadded, CpuId, Parker, PeerCpu, SpinHints, SpinPolicy, Unparker};
 
 /// The worker parked (or is about to) on an empty queue.
 const SLEEPING: usize = 0b001;
@@ -288,10 +288,14 @@ impl Queue {
                 .try_with(|c| c.replace(false))
                 .unwrap_or(false);
             self.worker_cpu.note();
-            if !last_caller.is_current()
-                && self.idle.spin_until_unless_parked(caller_spinning, || {
-                    self.head.load(Ordering::Relaxed) != current
-                })
+            let hints = SpinHints {
+                peer_running: caller_spinning,
+                peer_cpu: last_caller,
+                time_left: None,
+            };
+            if self
+                .idle
+                .spin_with(hints, || self.head.load(Ordering::Relaxed) != current)
             {
                 continue;
             }
@@ -438,8 +442,12 @@ where
         // SAFETY: the node outlives every access the worker makes (above).
         let pushed = unsafe { queue.push(node) };
         if let Ok(pushed) = &pushed {
-            let spin = !queue.worker_cpu.is_this_cpu();
-            self.wait(&queue.callers, spin, pushed.worker_was_awake, parker);
+            let hints = SpinHints {
+                peer_running: pushed.worker_was_awake,
+                peer_cpu: queue.worker_cpu.last(),
+                time_left: None,
+            };
+            self.wait(&queue.callers, hints, parker);
         }
         core::mem::forget(guard);
         match pushed {
@@ -476,13 +484,10 @@ where
     }
 
     /// The caller's half of the completion handshake (module docs).
-    /// Spins only if `spin` (the worker was last seen on another CPU).
-    fn wait(&self, policy: &SpinPolicy, spin: bool, worker_awake: bool, parker: &Parker) {
+    /// Spins as `policy` and `hints` allow (not on the worker's last CPU).
+    fn wait(&self, policy: &SpinPolicy, hints: SpinHints, parker: &Parker) {
         let state = &self.node.state;
-        if spin
-            && policy
-                .spin_until_unless_parked(worker_awake, || state.load(Ordering::Acquire) == DONE)
-        {
+        if policy.spin_with(hints, || state.load(Ordering::Acquire) == DONE) {
             return;
         }
         let (unparker, slot) = (parker.unparker(), &self.node.unparker);

@@ -113,7 +113,7 @@ pub use backoff::Backoff;
 pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
 pub use peer_cpu::{CpuId, PeerCpu};
-pub use spin_policy::SpinPolicy;
+pub use spin_policy::{SpinHints, SpinPolicy};
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.
 pub mod atomic {

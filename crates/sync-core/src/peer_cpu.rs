@@ -22,9 +22,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 /// # How
 ///
 /// The answering side calls [`note`](Self::note) when it answers (a
-/// sender when it sends, a worker when it goes idle); the waiting side asks
-/// [`is_this_cpu`](Self::is_this_cpu) before it spins and parks at once if
-/// it is. Reading the CPU number (`sched_getcpu`, a vDSO call on x86-64)
+/// sender when it sends, a worker when it goes idle); the waiting side
+/// passes [`last`](Self::last) to
+/// [`SpinPolicy::spin_with`](crate::SpinPolicy::spin_with), which parks at
+/// once if it is the waiter's own CPU. Reading the CPU number (`sched_getcpu`, a vDSO call on x86-64)
 /// costs about 3 ns here; `note` writes only when the number changed, so in
 /// a steady state the word stays in every core's cache. A value that many
 /// threads would note in turn (ste's submitters) travels better as a
@@ -32,8 +33,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 ///
 /// A stale or wrong answer only costs or saves a spin: the waiter re-checks
 /// its condition and parks whatever this says. Where the CPU number is not
-/// available (not Linux, Miri, loom), nothing is noted and `is_this_cpu` is
-/// always `false`: the [`SpinPolicy`](crate::SpinPolicy) alone decides.
+/// available (not Linux, Miri, loom), nothing is noted: `last` is unknown and
+/// `is_this_cpu` always `false`: the [`SpinPolicy`](crate::SpinPolicy) alone decides.
 #[derive(Debug)]
 pub struct PeerCpu {
     cpu: AtomicU32,
@@ -86,12 +87,19 @@ impl PeerCpu {
         }
     }
 
+    /// The last noted CPU ([`CpuId::UNKNOWN`] if none): for
+    /// [`SpinHints::peer_cpu`](crate::SpinHints::peer_cpu).
+    #[inline]
+    pub fn last(&self) -> CpuId {
+        CpuId(self.cpu.load(Ordering::Relaxed))
+    }
+
     /// Whether the last noted CPU is the one the calling thread runs on
     /// now (then spinning cannot pay off). `false` if nothing was noted or
     /// the CPU number is not available.
     #[inline]
     pub fn is_this_cpu(&self) -> bool {
-        CpuId(self.cpu.load(Ordering::Relaxed)).is_current()
+        self.last().is_current()
     }
 }
 

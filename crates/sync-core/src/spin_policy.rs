@@ -1,5 +1,6 @@
 //! The one wait policy of the workspace: spin only while spinning pays off.
 
+use crate::CpuId;
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,9 +62,11 @@ use std::time::{Duration, Instant};
 ///   probe and stay parked for good.
 ///
 /// A site does not know where its peer runs. Callers that do (the peer
-/// noted its CPU in a [`PeerCpu`](crate::PeerCpu)) skip the spin, probes and
+/// noted its CPU in a [`PeerCpu`](crate::PeerCpu)) pass it to
+/// [`spin_with`](SpinPolicy::spin_with), which skips the spin, probes and
 /// hints included, when the peer last ran on the waiter's own CPU: it
-/// cannot answer while the waiter holds that CPU.
+/// cannot answer while the waiter holds that CPU. `spin_with` also skips it
+/// when less than the longest spin is left before the waiter's deadline.
 ///
 /// The spin itself polls the condition with a pause instruction in between
 /// and is bounded by time, [`SPIN_LIMIT`](SpinPolicy::SPIN_LIMIT) (the clock
@@ -214,23 +217,7 @@ impl SpinPolicy {
     /// only once).
     #[inline]
     pub fn spin_until(&self, mut ready: impl FnMut() -> bool) -> bool {
-        if ready() {
-            return true;
-        }
-        if cfg!(loom) {
-            return false;
-        }
-        let Some(probe) = self.should_spin() else {
-            return false;
-        };
-        let limit = if probe {
-            Self::PROBE_LIMIT
-        } else {
-            Self::SPIN_LIMIT
-        };
-        let outcome = Self::spin(&mut ready, limit);
-        self.record(probe, outcome);
-        outcome != Outcome::Miss
+        ready() || self.spin_after_a_miss(false, &mut ready)
     }
 
     /// Like [`spin_until`](Self::spin_until), but spins regardless of the
@@ -254,12 +241,38 @@ impl SpinPolicy {
         peer_running: bool,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
-        if !peer_running {
-            return self.spin_until(ready);
-        }
+        ready() || self.spin_after_a_miss(peer_running, &mut ready)
+    }
+
+    /// The whole rule for a wait site: checks `ready()` once, then skips the
+    /// spin where none can pay off whatever the history says (the peer last
+    /// ran on this CPU; less than the longest spin is left before the
+    /// waiter's deadline), and otherwise spins as
+    /// [`spin_until_unless_parked`](Self::spin_until_unless_parked) with
+    /// [`SpinHints::peer_running`]. Returns whether `ready()` was seen
+    /// `true`; on `false` the caller parks.
+    ///
+    /// A skipped spin leaves the history alone: it says nothing about
+    /// whether spinning pays off when a spin is possible. Never blocks,
+    /// never yields, never allocates; reads the CPU number (`sched_getcpu`,
+    /// a few nanoseconds) only if `ready()` was `false` and a
+    /// [`SpinHints::peer_cpu`] is known.
+    #[inline]
+    pub fn spin_with(&self, hints: SpinHints, mut ready: impl FnMut() -> bool) -> bool {
         if ready() {
             return true;
         }
+        if hints.time_left.is_some_and(|left| left < Self::PROBE_LIMIT)
+            || hints.peer_cpu.is_current()
+        {
+            return false;
+        }
+        self.spin_after_a_miss(hints.peer_running, &mut ready)
+    }
+
+    /// The spin, once `ready()` has been seen `false`: whether the history
+    /// (or a hint) says to spin, how long, and how to record the outcome.
+    fn spin_after_a_miss(&self, peer_running: bool, ready: &mut impl FnMut() -> bool) -> bool {
         if cfg!(loom) {
             return false;
         }
@@ -270,14 +283,17 @@ impl SpinPolicy {
         // `SPIN_LIMIT`, of the time slice; unless the site's next probe is
         // due: hinted waits count towards probes like any other, or a
         // ping-pong whose every wait is hinted would never probe (type docs).
-        // A batch-only spin is not a probe: a miss changes nothing.
-        let (limit, counts) = match self.should_spin() {
-            Some(false) => (Self::SPIN_LIMIT, true),
-            Some(true) => (Self::PROBE_LIMIT, true),
-            None => (Duration::ZERO, false),
+        // A batch-only spin is not a probe: a miss changes nothing. A hinted
+        // spin on credit is recorded like a probe: the peer was said to be
+        // running, so an answer that is not fast costs all credit at once.
+        let (limit, as_probe) = match (self.should_spin(), peer_running) {
+            (Some(true), _) => (Self::PROBE_LIMIT, true),
+            (Some(false), hinted) => (Self::SPIN_LIMIT, hinted),
+            (None, true) => (Duration::ZERO, false),
+            (None, false) => return false,
         };
-        let outcome = Self::spin(&mut ready, limit);
-        self.record(counts, outcome);
+        let outcome = Self::spin(ready, limit);
+        self.record(as_probe, outcome);
         outcome != Outcome::Miss
     }
 
@@ -372,10 +388,39 @@ impl Default for SpinPolicy {
     }
 }
 
+/// What a waiter knows about its wait that can rule a spin in or out:
+/// the argument of [`SpinPolicy::spin_with`]. The default knows nothing
+/// (no hint, no CPU, no deadline): the history alone decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpinHints {
+    /// The party that will make the condition true was seen running just
+    /// now (see [`SpinPolicy::spin_until_unless_parked`]).
+    pub peer_running: bool,
+    /// Where that party last ran ([`PeerCpu::last`](crate::PeerCpu::last),
+    /// or a [`CpuId`] it sent along): no spin on the waiter's own CPU, where
+    /// the peer cannot answer while the waiter holds it.
+    pub peer_cpu: CpuId,
+    /// Time left before the waiter's deadline, if it has one: no spin
+    /// unless the longest one ([`SpinPolicy::PROBE_LIMIT`]) fits, since a
+    /// spin is not cut short and must not overrun a time-out.
+    pub time_left: Option<Duration>,
+}
+
+impl Default for SpinHints {
+    fn default() -> Self {
+        SpinHints {
+            peer_running: false,
+            peer_cpu: CpuId::UNKNOWN,
+            time_left: None,
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::SpinPolicy;
+    use super::{SpinHints, SpinPolicy};
     use core::cell::Cell;
+    use std::time::Duration;
 
     /// Counts how many of `waits` waits on a never-true condition spun.
     fn spins_among(site: &SpinPolicy, waits: u32) -> u32 {
@@ -514,6 +559,44 @@ mod tests {
         }
         assert_eq!(probes, max - min, "hinted waits never reached a probe");
         assert!(!site.has_credit(), "missed probes earn no credit");
+    }
+
+    /// Counts the polls of one `spin_with` wait whose condition comes true
+    /// at poll `true_at` (never if 0).
+    fn polls_with(site: &SpinPolicy, hints: SpinHints, true_at: u32) -> (bool, u32) {
+        let polls = Cell::new(0u32);
+        let seen = site.spin_with(hints, || {
+            polls.set(polls.get() + 1);
+            polls.get() == true_at
+        });
+        (seen, polls.get())
+    }
+
+    /// Less than the longest spin before the deadline: one look, no spin,
+    /// and the history is left as it was. With room for it, or with no
+    /// deadline, the site spins as `spin_until` would.
+    #[test]
+    fn spin_with_does_not_spin_past_a_deadline() {
+        let site = SpinPolicy::new();
+        let short = SpinHints {
+            time_left: Some(SpinPolicy::PROBE_LIMIT - Duration::from_nanos(1)),
+            ..SpinHints::default()
+        };
+        for _ in 0..2 * SpinPolicy::CREDIT {
+            assert_eq!(polls_with(&site, short, 0), (false, 1));
+        }
+        assert!(site.has_credit(), "a skipped spin cost credit");
+        let room = SpinHints {
+            time_left: Some(SpinPolicy::PROBE_LIMIT),
+            ..SpinHints::default()
+        };
+        assert_eq!(polls_with(&site, room, 10), (true, 10));
+        assert_eq!(polls_with(&site, SpinHints::default(), 10), (true, 10));
+        assert_eq!(
+            polls_with(&site, short, 1),
+            (true, 1),
+            "a ready condition is seen"
+        );
     }
 
     #[test]
