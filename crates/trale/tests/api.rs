@@ -15,7 +15,7 @@ assert_not_impl_any!(TaskJoiner<Rc<u8>>: Send);
 assert_impl_all!(Sleep: Send, Sync, Unpin);
 assert_impl_all!(Interval: Send, Sync);
 assert_impl_all!(YieldNow: Send, Sync);
-assert_impl_all!(JoinError: Send, std::error::Error);
+assert_impl_all!(JoinError: Send, Sync, std::error::Error);
 assert_impl_all!(Elapsed: Send, Sync, std::error::Error);
 
 fn is_send<T: Send>(_: &T) {}

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::resume_unwind;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 pub(crate) use raw::{Header, Runnable, TaskCell, UNREGISTERED, drop_payload, drop_quietly};
@@ -123,11 +123,48 @@ impl Future for YieldNow {
 }
 
 /// Why a task produced no value.
+///
+/// `Send + Sync + 'static` and an [`Error`](std::error::Error), as tokio's
+/// `JoinError` is, so it goes into `Box<dyn Error + Send + Sync>` or
+/// `anyhow::Error` with `?`.
 pub enum JoinError {
     /// [`TaskJoiner::abort`] dropped it, or its executor shut down first.
     Cancelled,
     /// It panicked (in `poll` or in its destructor); here is the payload.
-    Panicked(Box<dyn Any + Send + 'static>),
+    Panicked(PanicPayload),
+}
+
+/// A panicked task's payload, as `catch_unwind` returned it.
+///
+/// A bare `Box<dyn Any + Send>` is not `Sync`, which would keep
+/// [`JoinError`] out of `Box<dyn Error + Send + Sync>`; this wrapper is
+/// `Sync` because it keeps the payload behind a mutex, which only
+/// [`message`](Self::message) (and `Display`) ever lock, briefly.
+pub struct PanicPayload(Mutex<Box<dyn Any + Send + 'static>>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
+        PanicPayload(Mutex::new(payload))
+    }
+
+    /// The payload, to re-raise with `std::panic::resume_unwind` or to
+    /// downcast.
+    pub fn into_inner(self) -> Box<dyn Any + Send + 'static> {
+        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The panic's message, if the payload is a `&str` or a `String` (what
+    /// `panic!` produces).
+    pub fn message(&self) -> Option<String> {
+        let payload = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        panic_message(payload.as_ref()).map(String::from)
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PanicPayload(..)")
+    }
 }
 
 impl JoinError {
@@ -144,7 +181,7 @@ impl JoinError {
     /// The panic payload, if the task panicked.
     pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
         match self {
-            JoinError::Panicked(payload) => Some(payload),
+            JoinError::Panicked(payload) => Some(payload.into_inner()),
             JoinError::Cancelled => None,
         }
     }
@@ -163,7 +200,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Cancelled => f.write_str("task was cancelled"),
-            JoinError::Panicked(p) => match panic_message(p.as_ref()) {
+            JoinError::Panicked(p) => match p.message() {
                 Some(msg) => write!(f, "task panicked: {msg}"),
                 None => f.write_str("task panicked"),
             },
@@ -283,7 +320,7 @@ impl<T> TaskJoiner<T> {
 fn unwrap_outcome<T>(outcome: Result<T, JoinError>) -> T {
     match outcome {
         Ok(value) => value,
-        Err(JoinError::Panicked(payload)) => resume_unwind(payload),
+        Err(JoinError::Panicked(payload)) => resume_unwind(payload.into_inner()),
         Err(JoinError::Cancelled) => panic!(
             "joined a task that was aborted (or whose executor shut down first); \
              use TaskJoiner::try_join or .result().await to handle that case"

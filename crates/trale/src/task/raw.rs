@@ -8,8 +8,8 @@
 //! be built from std's; the concurrency in here is the state word
 //! (`state.rs`, which the loom model checks) plus `AtomicWaker`.
 
-use super::JoinError;
 use super::state::{Start, State};
+use super::{JoinError, PanicPayload};
 use crate::executor::{self, ExecutorRef};
 use std::any::Any;
 use std::future::Future;
@@ -187,7 +187,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
                             None => Ok(value),
                             Some(payload) => {
                                 drop_quietly(value);
-                                Err(JoinError::Panicked(payload))
+                                Err(JoinError::Panicked(PanicPayload::new(payload)))
                             }
                         };
                         self.finish(outcome);
@@ -196,7 +196,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
                         // The first panic is the one reported; a second one
                         // from the destructor is dropped quietly.
                         drop_quietly(self.drop_future());
-                        self.finish(Err(JoinError::Panicked(payload)));
+                        self.finish(Err(JoinError::Panicked(PanicPayload::new(payload))));
                     }
                 }
             }
@@ -206,7 +206,7 @@ impl<F: Future + 'static> Runnable for TaskCell<F> {
     fn cancel_now(&self) {
         let outcome = match self.drop_future() {
             None => Err(JoinError::Cancelled),
-            Some(payload) => Err(JoinError::Panicked(payload)),
+            Some(payload) => Err(JoinError::Panicked(PanicPayload::new(payload))),
         };
         self.finish(outcome);
     }
