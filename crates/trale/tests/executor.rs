@@ -194,26 +194,28 @@ fn join_returns_values_and_reraises_the_original_panic() {
 fn a_join_error_goes_into_a_send_sync_error_box() {
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
     let _dog = testkit::watchdog("a_join_error_goes_into_a_send_sync_error_box");
-    fn joined(task: TaskJoiner<u8>) -> Result<u8, BoxError> {
-        Ok(task.try_join()?)
+    async fn joined(task: TaskJoiner<u8>) -> Result<u8, BoxError> {
+        Ok(task.result().await?)
     }
-    let task = Executor::spawn(async {
-        if true {
-            std::panic::panic_any(String::from("boom 8"));
-        }
-        0u8
+    Executor::block_on(async {
+        let task = Executor::spawn(async {
+            if true {
+                std::panic::panic_any(String::from("boom 8"));
+            }
+            0u8
+        });
+        let err = joined(task).await.unwrap_err();
+        assert_eq!(err.to_string(), "task panicked: boom 8");
+        let err = err.downcast::<JoinError>().expect("the JoinError itself");
+        let JoinError::Panicked(payload) = *err else {
+            panic!("not a panic: {err:?}");
+        };
+        assert_eq!(payload.message().as_deref(), Some("boom 8"));
+        assert_eq!(
+            *payload.into_inner().downcast::<String>().unwrap(),
+            "boom 8"
+        );
     });
-    let err = joined(task).unwrap_err();
-    assert_eq!(err.to_string(), "task panicked: boom 8");
-    let err = err.downcast::<JoinError>().expect("the JoinError itself");
-    let JoinError::Panicked(payload) = *err else {
-        panic!("not a panic: {err:?}");
-    };
-    assert_eq!(payload.message().as_deref(), Some("boom 8"));
-    assert_eq!(
-        *payload.into_inner().downcast::<String>().unwrap(),
-        "boom 8"
-    );
 }
 
 /// Miri rejects a process whose threads outlive `main`; the background
