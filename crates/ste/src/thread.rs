@@ -109,7 +109,8 @@ impl Builder {
         Builder::default()
     }
 
-    /// Names the OS thread.
+    /// Names the OS thread. A name with a NUL byte makes
+    /// [`build`](Builder::build) panic, as `std::thread::Builder::spawn` does.
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
         self
@@ -153,6 +154,11 @@ impl Builder {
     ///
     /// [`Error::Spawn`] if the OS refuses to start the thread;
     /// [`Error::Panicked`] if the prelude panicked.
+    ///
+    /// # Panics
+    ///
+    /// If the [`name`](Builder::name) contains a NUL byte (std's check,
+    /// before any thread starts; the prelude does not run).
     pub fn build(self) -> Result<Thread, Error> {
         let Builder {
             name,
