@@ -25,16 +25,17 @@ use core::sync::atomic::{AtomicU32, Ordering};
 /// sender when it sends, a worker when it goes idle); the waiting side
 /// passes [`last`](Self::last) to
 /// [`SpinPolicy::spin_with`](crate::SpinPolicy::spin_with), which parks at
-/// once if it is the waiter's own CPU. Reading the CPU number (`sched_getcpu`, a vDSO call on x86-64)
-/// costs about 3 ns here; `note` writes only when the number changed, so in
-/// a steady state the word stays in every core's cache. A value that many
-/// threads would note in turn (ste's submitters) travels better as a
-/// [`CpuId`] inside what they send.
+/// once if it is the waiter's own CPU. Reading the CPU number
+/// (`sched_getcpu`, a vDSO call on x86-64) costs about 3 ns here; `note`
+/// writes only when the number changed, so in a steady state the word stays
+/// in every core's cache. A value that many threads would note in turn
+/// (ste's submitters) travels better as a [`CpuId`] inside what they send.
 ///
 /// A stale or wrong answer only costs or saves a spin: the waiter re-checks
 /// its condition and parks whatever this says. Where the CPU number is not
-/// available (not Linux, Miri, loom), nothing is noted: `last` is unknown and
-/// `is_this_cpu` always `false`: the [`SpinPolicy`](crate::SpinPolicy) alone decides.
+/// available (not Linux, Miri, loom), nothing is noted (`last` is unknown,
+/// `is_this_cpu` always `false`) and the [`SpinPolicy`](crate::SpinPolicy)
+/// alone decides.
 #[derive(Debug)]
 pub struct PeerCpu {
     cpu: AtomicU32,
