@@ -134,8 +134,9 @@ impl<T> Receiver<T> {
     /// OS's timer slack, 50 µs by default on Linux). It spins as
     /// `recv_blocking` does only while the longest spin
     /// ([`SpinPolicy::PROBE_LIMIT`](sync_core::SpinPolicy::PROBE_LIMIT),
-    /// 200 µs) fits before the deadline, so a spin never overruns it; a
-    /// shorter time-out parks at once. A
+    /// 200 µs) fits before the deadline, so a spin overruns it by at most
+    /// the polls between two readings of the clock (a few microseconds,
+    /// less than the timer slack); a shorter time-out parks at once. A
     /// value that arrives after the time-out is kept: the next receive
     /// returns it. With a zero `timeout` it only looks, as
     /// [`try_recv`](Self::try_recv): no spin, no sleep, no waker registered.

@@ -402,7 +402,9 @@ pub struct SpinHints {
     pub peer_cpu: CpuId,
     /// Time left before the waiter's deadline, if it has one: no spin
     /// unless the longest one ([`SpinPolicy::PROBE_LIMIT`]) fits, since a
-    /// spin is not cut short and must not overrun a time-out.
+    /// spin is not cut short. (A spin can outlast its limit by the polls
+    /// between two readings of the clock, a few microseconds: within the
+    /// slack of the timed park that follows.)
     pub time_left: Option<Duration>,
 }
 
