@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use trale::task::{Executor, JoinError, TaskJoiner, yield_now};
+use trale::task::{Executor, JoinError, PanicPayload, TaskJoiner, yield_now};
 use trale::timer::Timer;
 
 /// A future that counts its polls and parks its waker where a test can
@@ -211,6 +211,8 @@ fn a_join_error_goes_into_a_send_sync_error_box() {
             panic!("not a panic: {err:?}");
         };
         assert_eq!(payload.message().as_deref(), Some("boom 8"));
+        let again = JoinError::Panicked(PanicPayload::from(Box::new("by hand") as Box<_>));
+        assert_eq!(again.to_string(), "task panicked: by hand");
         assert_eq!(
             *payload.into_inner().downcast::<String>().unwrap(),
             "boom 8"

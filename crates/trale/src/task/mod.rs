@@ -161,6 +161,14 @@ impl PanicPayload {
     }
 }
 
+/// Wraps a payload, as `catch_unwind` returns it (for a `JoinError` built by
+/// hand, in a test double say).
+impl From<Box<dyn Any + Send + 'static>> for PanicPayload {
+    fn from(payload: Box<dyn Any + Send + 'static>) -> Self {
+        PanicPayload::new(payload)
+    }
+}
+
 impl fmt::Debug for PanicPayload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PanicPayload(..)")
