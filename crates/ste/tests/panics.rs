@@ -144,33 +144,6 @@ fn prelude_panic_fails_build_with_its_payload() {
     assert_eq!(custom.note, "prelude");
 }
 
-/// A name std cannot give a thread is a panic with std's message from
-/// `build`, before any thread or prelude runs; nothing hangs.
-#[test]
-fn a_name_with_a_nul_byte_panics_in_build() {
-    let _w = common::watchdog("a_name_with_a_nul_byte_panics_in_build");
-    static PRELUDES: AtomicUsize = AtomicUsize::new(0);
-    let payload = std::panic::catch_unwind(|| {
-        ste::Builder::new()
-            .name("a\0b")
-            .prelude(|| {
-                PRELUDES.fetch_add(1, Ordering::SeqCst);
-            })
-            .build()
-    })
-    .expect_err("a NUL byte in the name is refused");
-    let message = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or_default();
-    assert!(
-        message.contains("null bytes"),
-        "unexpected panic: {message:?}"
-    );
-    assert_eq!(PRELUDES.load(Ordering::SeqCst), 0);
-}
-
 #[test]
 fn postlude_panic_is_reported_by_join() {
     let _w = common::watchdog("postlude_panic_is_reported_by_join");

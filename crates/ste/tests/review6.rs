@@ -1,4 +1,5 @@
-//! Review 6: a thread name with a NUL byte panics in `build` without leaking
+//! Review 6: a thread name with a NUL byte panics in `build` (std's message;
+//! no hook runs) without leaking
 //! the hooks and without leaving this thread's submit parker (shared by
 //! `build` and `submit`) in a state that breaks the next build or submit.
 
