@@ -113,6 +113,26 @@
 //! wakes every waiter, about N; ours-async runs every task on one thread
 //! and pays one (the runtime thread sleeping in `epoll_wait`).
 //!
+//! # Steal
+//!
+//! Every run also records the host's steal share over its timed part
+//! ([`benches::steal`]): the time the hypervisor left a vCPU that had work
+//! waiting. It is shown in the round lines and summed up under the key
+//! figures. Measured here (2 vCPUs, saturated N = 8, 15 rounds): quiet runs
+//! 0-41% (median 2-18% per design), loaded runs 0-13% (median 2%). Quiet
+//! steal depends on the design, since it includes the host's delay in
+//! waking an idle vCPU, which a design that sleeps more pays more often;
+//! loaded rounds keep both vCPUs busy, so their steal is the host's alone,
+//! and it is low. So the swing of the loaded saturated ratios (per round
+//! 0.67-1.76 against broadcast at N = 8 in that run, 0.77-1.76 in the
+//! rounds where both runs saw at most 5% steal) is not the host's: it is
+//! how the scheduler happens to interleave 2N threads and two busy ones in
+//! that run. Ours-blocking has a fast regime (about 9 µs of server CPU per
+//! datagram: its head reads many of its own datagrams, and deliveries find
+//! their owners still running) and a slow one (about 13.5 µs: most
+//! deliveries wake a parked owner), and which one a run lands in varies
+//! from run to run with the code unchanged.
+//!
 //! # Rounds and how to read the tables
 //!
 //! Interleaved rounds in one process (`benches::interleaved` says why): in
@@ -149,6 +169,7 @@
 //! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
 
 use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
+use benches::steal::CpuTimes;
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -1027,6 +1048,9 @@ struct RunStats {
     server_vcs: f64,
     process_cs: f64,
     server_cpu_us: f64,
+    /// The host's steal share during the timed part of the run
+    /// ([`benches::steal`]), where it can be read.
+    steal: Option<f64>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -1048,10 +1072,14 @@ fn run_once(
     for (k, s) in peers.socks.iter().enumerate() {
         ping(design.name, s, k, u64::MAX - k as u64);
     }
+    let before = CpuTimes::now();
     let got = match workload {
         Workload::OneAtATime => one_at_a_time(design.name, &peers, max, run_time),
         Workload::AllAtOnce => all_at_once(design.name, &peers, max, run_time),
     };
+    let steal = CpuTimes::now()
+        .zip(before)
+        .and_then(|(a, b)| a.steal_share_since(b));
     let server = server.shut_down(&peers);
     let sent = got.datagrams + n as u64;
     assert_eq!(
@@ -1069,6 +1097,7 @@ fn run_once(
         server_vcs: server.switches.voluntary as f64 / server.echoed as f64,
         process_cs: got.process_switches.total() as f64 / got.datagrams as f64,
         server_cpu_us: server.cpu.as_secs_f64() * 1e6 / server.echoed as f64,
+        steal,
     }
 }
 
@@ -1157,8 +1186,13 @@ fn main() {
                 for (i, design) in designs.iter().enumerate() {
                     let r = per_mode[c][i].last().unwrap();
                     line += &format!(
-                        " {} {:.0} ({:.2} cs, {:.1} µs);",
-                        design.name, r.per_sec, r.server_cs, r.server_cpu_us
+                        " {} {:.0} ({:.2} cs, {:.1} µs, {} st);",
+                        design.name,
+                        r.per_sec,
+                        r.server_cs,
+                        r.server_cpu_us,
+                        r.steal
+                            .map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0))
                     );
                 }
             }
@@ -1308,6 +1342,27 @@ fn report(
         }
         md.push('\n');
     }
-    md.push('\n');
+    md += "\nHost steal share during the timed runs (`/proc/stat`, all cells and designs; see \
+           the module documentation, \"Steal\"):";
+    for (mode, per_mode) in results.iter().enumerate() {
+        let steal: Vec<f64> = per_mode
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|r| r.steal)
+            .collect();
+        if steal.is_empty() {
+            md += &format!(" {} not readable;", MODES[mode]);
+        } else {
+            let max = steal.iter().copied().fold(0.0, f64::max);
+            md += &format!(
+                " {} median {:.0}% (max {:.0}%);",
+                MODES[mode],
+                median(steal.iter().copied()) * 100.0,
+                max * 100.0
+            );
+        }
+    }
+    md += "\n\n";
     md
 }

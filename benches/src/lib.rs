@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod interleaved;
+pub mod steal;
 
 /// Where suites put Markdown fragments that `cargo xtask bench` appends to
 /// `target/bench-report.md` (for figures criterion cannot produce: tail
