@@ -119,11 +119,12 @@
 //! ([`benches::steal`]): the time the hypervisor left a vCPU that had work
 //! waiting. It is shown in the round lines and summed up under the key
 //! figures. Measured here (2 vCPUs, saturated N = 8, 15 rounds): quiet runs
-//! 0-41% (median 2-18% per design), loaded runs 0-13% (median 2%). Quiet
-//! steal depends on the design, since it includes the host's delay in
-//! waking an idle vCPU, which a design that sleeps more pays more often;
-//! loaded rounds keep both vCPUs busy, so their steal is the host's alone,
-//! and it is low. So the swing of the loaded saturated ratios (per round
+//! 0-41% (median 2-18% per design), loaded runs 0-13% (median 2%); over a
+//! whole default run, quiet median 34% (max 60%), loaded 3% (max 50%).
+//! Quiet steal depends on the design, since it comes with the host's delay
+//! in resuming an idle vCPU, which a design that sleeps more pays more
+//! often; loaded rounds keep both vCPUs busy, so their steal is not the
+//! design's, and it is low. So the swing of the loaded saturated ratios (per round
 //! 0.67-1.76 against broadcast at N = 8 in that run, 0.77-1.76 in the
 //! rounds where both runs saw at most 5% steal) is not the host's: it is
 //! how the scheduler happens to interleave 2N threads and two busy ones in
@@ -169,7 +170,7 @@
 //! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
 
 use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
-use benches::steal::CpuTimes;
+use benches::steal;
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -1072,14 +1073,10 @@ fn run_once(
     for (k, s) in peers.socks.iter().enumerate() {
         ping(design.name, s, k, u64::MAX - k as u64);
     }
-    let before = CpuTimes::now();
-    let got = match workload {
+    let (got, steal) = steal::during(|| match workload {
         Workload::OneAtATime => one_at_a_time(design.name, &peers, max, run_time),
         Workload::AllAtOnce => all_at_once(design.name, &peers, max, run_time),
-    };
-    let steal = CpuTimes::now()
-        .zip(before)
-        .and_then(|(a, b)| a.steal_share_since(b));
+    });
     let server = server.shut_down(&peers);
     let sent = got.datagrams + n as u64;
     assert_eq!(
@@ -1345,23 +1342,8 @@ fn report(
     md += "\nHost steal share during the timed runs (`/proc/stat`, all cells and designs; see \
            the module documentation, \"Steal\"):";
     for (mode, per_mode) in results.iter().enumerate() {
-        let steal: Vec<f64> = per_mode
-            .iter()
-            .flatten()
-            .flatten()
-            .filter_map(|r| r.steal)
-            .collect();
-        if steal.is_empty() {
-            md += &format!(" {} not readable;", MODES[mode]);
-        } else {
-            let max = steal.iter().copied().fold(0.0, f64::max);
-            md += &format!(
-                " {} median {:.0}% (max {:.0}%);",
-                MODES[mode],
-                median(steal.iter().copied()) * 100.0,
-                max * 100.0
-            );
-        }
+        let shares = per_mode.iter().flatten().flatten().filter_map(|r| r.steal);
+        md += &format!(" {} {};", MODES[mode], steal::summary(shares));
     }
     md += "\n\n";
     md

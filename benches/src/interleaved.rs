@@ -54,6 +54,13 @@
 //! both tables then describe the same stretch of time, and a regime change
 //! half-way through hits both modes alike instead of one of them.
 //!
+//! # Steal
+//!
+//! Each run also records the host's steal share while it ran
+//! ([`crate::steal`]), shown in the round lines and summed up under the
+//! report: quiet rounds on this machine see a lot (the host is slow to
+//! resume an idle vCPU), loaded rounds little.
+//!
 //! # Reading the table
 //!
 //! Per mode and design: the median over rounds of wall time per round trip
@@ -451,13 +458,16 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
     let mut results: [Vec<Vec<Measurement>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
     // same_cpu[mode][design][round], where sampled (`placement`).
     let mut same_cpu: [Vec<Vec<Option<f64>>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
+    // The host's steal share per run, where readable (`crate::steal`).
+    let mut steal: [Vec<Vec<Option<f64>>>; 2] = [vec![Vec::new(); n], vec![Vec::new(); n]];
     let started = Instant::now();
     for round in 0..settings.rounds {
         for (m, mode) in MODES.into_iter().enumerate() {
             let _load = mode.enter();
             for k in 0..n {
                 let i = (round + k) % n;
-                let (got, same) = settings.run(&designs[i]);
+                let ((got, same), stolen) = crate::steal::during(|| settings.run(&designs[i]));
+                steal[m][i].push(stolen);
                 results[m][i].push(got);
                 same_cpu[m][i].push(same);
             }
@@ -476,6 +486,9 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
                 line += &format!(" {}: {:.0} / {:.0}", d.name, got.wall_ns(), got.cpu_ns());
                 if let Some(Some(same)) = same_cpu[m][i].last() {
                     line += &format!(" ({:.0}% on one CPU)", same * 100.0);
+                }
+                if let Some(Some(stolen)) = steal[m][i].last() {
+                    line += &format!(" ({:.0}% st)", stolen * 100.0);
                 }
                 line.push(';');
             }
@@ -512,7 +525,12 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
         md += &ratio_rows(&results, designs, j, false);
     }
     md += &placement_rows(&results, &same_cpu, designs);
-    md.push('\n');
+    md += "\nHost steal share during the runs (`/proc/stat`, `benches::steal`):";
+    for (m, mode) in MODES.into_iter().enumerate() {
+        let shares = steal[m].iter().flatten().flatten().copied();
+        md += &format!(" {} {};", mode.name(), crate::steal::summary(shares));
+    }
+    md.push_str("\n\n");
     println!("{md}");
     md
 }

@@ -1,12 +1,18 @@
-//! Steal time: how much of the machine the hypervisor gave to someone else.
+//! Steal time: how long the hypervisor kept a vCPU that had work waiting.
 //!
-//! On a shared virtual machine a vCPU that has work can still wait for the
-//! host to run it; Linux counts that wait as *steal* in `/proc/stat`. Measured
-//! on this project's 2-vCPU machine during a loaded bench: from 0 to 45% of
-//! every second, changing from one second to the next. A run that lands in a
-//! stretch of high steal is slower for reasons that have nothing to do with
-//! the design it measures, so the suites record the steal share of every run
-//! next to its figures, to tell a design's cost from the host's.
+//! On a shared virtual machine a vCPU with work to do can still wait for the
+//! host to run it; Linux counts that wait as *steal* in `/proc/stat`. The
+//! interleaved suites and `exit_left_udp` record the steal share of every
+//! run, show it in their round lines and sum it up under their reports, so
+//! that a run slowed by the host can be told from a slow design.
+//!
+//! Measured on this project's 2-vCPU machine (2026-12-01): quiet rounds
+//! 18-34% median steal (up to 60% in one run), loaded rounds 2-3% median
+//! (one busy thread per vCPU). A vCPU that never goes idle is rarely held
+//! back; the steal of quiet rounds comes with vCPUs that go idle and must
+//! be resumed, so it differs from design to design (one that sleeps more
+//! pays it more often) and is part of what a quiet row measures. Loaded
+//! rounds are the ones whose swings are not the host's.
 
 /// The machine-wide CPU time counters at one instant, in clock ticks
 /// (`USER_HZ`, usually 100 per second and CPU).
@@ -31,6 +37,33 @@ impl CpuTimes {
         let steal = self.steal.checked_sub(earlier.steal)?;
         (total > 0).then(|| steal as f64 / total as f64)
     }
+}
+
+/// Runs `f` and returns what it returned with the steal share while it ran
+/// (`None` where it cannot be read, or when the run was shorter than a tick).
+pub fn during<T>(f: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let before = CpuTimes::now();
+    let out = f();
+    let share = CpuTimes::now()
+        .zip(before)
+        .and_then(|(after, before)| after.steal_share_since(before));
+    (out, share)
+}
+
+/// "median 3% (max 50%)" over `shares` (each from 0 to 1), or "not
+/// measured" if there are none (no `/proc/stat`, or every run shorter than
+/// a clock tick): the one-line summary under a report.
+pub fn summary(shares: impl IntoIterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = shares.into_iter().collect();
+    if v.is_empty() {
+        return "not measured".to_string();
+    }
+    v.sort_by(f64::total_cmp);
+    format!(
+        "median {:.0}% (max {:.0}%)",
+        v[v.len() / 2] * 100.0,
+        v[v.len() - 1] * 100.0
+    )
 }
 
 /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`:
@@ -64,6 +97,12 @@ mod tests {
         assert_eq!((a.total, a.steal), (1000, 35));
         assert_eq!(b.steal_share_since(a), Some(0.2));
         assert_eq!(a.steal_share_since(a), None);
+    }
+
+    #[test]
+    fn summarises_shares() {
+        assert_eq!(summary([0.5, 0.02, 0.03]), "median 3% (max 50%)");
+        assert_eq!(summary([]), "not measured");
     }
 
     #[test]
