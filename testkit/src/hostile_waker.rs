@@ -17,6 +17,11 @@ pub enum Misbehaviour {
     PanicOnDrop,
     /// `wake` and `wake_by_ref` count the wake, then panic (while armed).
     PanicOnWake,
+    /// `wake` and `wake_by_ref` count the wake, then panic with a
+    /// [`PanicsOnDrop`](crate::PanicsOnDrop) of this depth as the payload
+    /// (while armed): whoever catches the panic and drops the payload gets
+    /// another panic, `depth` levels deep.
+    PanicOnWakeWithPanickingPayload(u32),
 }
 
 struct Shared {
@@ -91,15 +96,19 @@ impl HostileWaker {
 /// the hook that was there before. Called by every constructor: a model
 /// checker that explores thousands of interleavings would otherwise spend
 /// its time printing the same backtrace.
-fn quiet_deliberate_panics() {
+pub(crate) fn quiet_deliberate_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let deliberate = info
-                .payload()
+            let payload = info.payload();
+            let deliberate = payload
                 .downcast_ref::<&str>()
-                .is_some_and(|m| m.starts_with(DELIBERATE));
+                .is_some_and(|m| m.starts_with(DELIBERATE))
+                || payload.is::<crate::PanicsOnDrop>()
+                || payload
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.starts_with(crate::panics_on_drop::DELIBERATE));
             if !deliberate {
                 previous(info);
             }
@@ -113,6 +122,16 @@ const DELIBERATE: &str = "HostileWaker:";
 impl Shared {
     fn misbehaves(&self, how: Misbehaviour) -> bool {
         self.misbehaviour == how && self.armed.load(Ordering::SeqCst) && !std::thread::panicking()
+    }
+
+    /// For `PanicOnWakeWithPanickingPayload`: panics with the payload.
+    fn panic_with_payload(&self) {
+        let Misbehaviour::PanicOnWakeWithPanickingPayload(depth) = self.misbehaviour else {
+            return;
+        };
+        if self.misbehaves(self.misbehaviour) {
+            crate::PanicsOnDrop::new(depth).throw();
+        }
     }
 }
 
@@ -159,6 +178,7 @@ unsafe fn wake(data: *const ()) {
     if shared.misbehaves(Misbehaviour::PanicOnWake) {
         panic!("HostileWaker: wake panics");
     }
+    shared.panic_with_payload();
 }
 
 unsafe fn wake_by_ref(data: *const ()) {
@@ -168,6 +188,7 @@ unsafe fn wake_by_ref(data: *const ()) {
     if shared.misbehaves(Misbehaviour::PanicOnWake) {
         panic!("HostileWaker: wake_by_ref panics");
     }
+    shared.panic_with_payload();
 }
 
 unsafe fn drop_waker(data: *const ()) {

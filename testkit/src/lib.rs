@@ -7,6 +7,9 @@
 //!   contract allows: a `clone` that returns a new data pointer every time,
 //!   a `clone` that panics, a `drop` or `wake` that panics. Every crate that
 //!   stores a waker is tested against them.
+//! - [`PanicsOnDrop`]: a value whose `Drop` panics, with a payload that
+//!   may panic again when dropped: for code that catches a panic and drops
+//!   what it caught.
 //! - [`ReentrantWaker`]: wakers that run the test's code inside their own
 //!   `clone`, `wake` and `drop` (re-entrancy at the worst moment).
 //! - [`affinity`] (Linux): pin a test thread to a CPU.
@@ -19,9 +22,11 @@
 #[cfg(target_os = "linux")]
 pub mod affinity;
 mod hostile_waker;
+mod panics_on_drop;
 mod reentrant_waker;
 mod watchdog;
 
 pub use hostile_waker::{HostileWaker, Misbehaviour};
+pub use panics_on_drop::PanicsOnDrop;
 pub use reentrant_waker::{Hook, ReentrantWaker};
 pub use watchdog::{Watchdog, iters, watchdog};

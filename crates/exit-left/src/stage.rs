@@ -54,6 +54,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 use sync_core::sync::{Mutex, MutexGuard};
 use sync_core::thread::{self, ThreadId};
+use sync_core::unwind::FirstPanic;
 
 sync_core::thread_local! {
     /// A byte per thread whose address names the thread while it lives
@@ -71,17 +72,13 @@ fn this_thread() -> usize {
         .unwrap_or(0)
 }
 
-/// Wakes `waker` on behalf of someone other than its owner (a hand-off, a
-/// forwarded promotion, routing by a head): a panic in the waker's `wake`
-/// (or in its payload's drop) is caught and dropped here, so that it
-/// cannot unwind through a caller holding a message it is returning, nor
-/// abort a thread already unwinding. The wake's state change was made
-/// under the lock before; a waker that panics has only itself to blame.
-pub(crate) fn wake_quietly(waker: Waker) {
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake())) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
-    }
-}
+// Wakes on behalf of someone other than the waker's owner (a hand-off, a
+// forwarded promotion, routing by a head) go through `wake_quietly`: the
+// waker's panic (and its payload's) is caught and dropped there, so that it
+// cannot unwind through a caller holding a message it is returning, nor
+// abort a thread already unwinding (rule 3 of `sync_core::unwind`). The
+// wake's state change was made under the lock before.
+pub(crate) use sync_core::unwind::wake_quietly;
 
 /// A message taken out of the head's own mailbox and not yet returned to
 /// its caller: should user code panic in between, dropping the guard puts
@@ -398,16 +395,13 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         }
         drop(st);
         // Every waiter is woken even if a waker panics; the first panic is
-        // raised again once all of them have been.
-        let mut first_panic = None;
+        // raised again once all of them have been, the others' payloads are
+        // dropped quietly (a payload's own drop may panic too).
+        let mut panics = FirstPanic::new();
         for w in wakers {
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
-                first_panic.get_or_insert(p);
-            }
+            panics.catch(|| w.wake());
         }
-        if let Some(p) = first_panic {
-            std::panic::resume_unwind(p);
-        }
+        panics.resume();
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -245,10 +245,9 @@ pub(crate) type WakerId = (*const (), NonNull<RawWakerVTable>);
 /// the process, so there it is caught and dropped.
 pub(crate) fn wake_peer(waker: Waker) {
     if std::thread::panicking() {
-        let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
-        if let Err(payload) = woken {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
-        }
+        // Rule 3 of `sync_core::unwind`: the payload, and any payload of its
+        // own drop's panic, is dropped there too.
+        sync_core::unwind::wake_quietly(waker);
     } else {
         waker.wake();
     }

@@ -117,6 +117,51 @@ fn review4_finding_2_receiver_dropped_while_unwinding_with_panicking_closed_wake
     );
 }
 
+/// A payload whose destructor panics with a payload whose destructor
+/// panics, whether or not the thread is already unwinding.
+struct Chain(u32);
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if self.0 > 1 {
+            std::panic::panic_any(Chain(self.0 - 1));
+        }
+        panic!("review4: the payload's payload panics on drop");
+    }
+}
+
+/// Like `PanicOnWake`, with a [`Chain`] as the payload.
+struct PanicOnWakeWithChain;
+impl Wake for PanicOnWakeWithChain {
+    fn wake(self: Arc<Self>) {
+        std::panic::panic_any(Chain(2));
+    }
+}
+
+/// Finding 1 again, with a waker whose panic's payload panics when dropped,
+/// and so does that panic's payload. The fix of finding 1 caught the wake
+/// and dropped the payload under one more `catch_unwind`, but dropped the
+/// second payload without one: its panic left `Drop for Sender` while the
+/// thread was unwinding, and the process aborted. (Found with
+/// `sync_core::unwind`, which every crate now uses for this.)
+#[test]
+#[cfg_attr(miri, ignore = "spawns a child process")]
+fn a_sender_dropped_while_unwinding_survives_a_wake_whose_payload_panics_twice() {
+    in_child(
+        "a_sender_dropped_while_unwinding_survives_a_wake_whose_payload_panics_twice",
+        || {
+            let (s, mut r) = channel::<u32>();
+            let w = Waker::from(Arc::new(PanicOnWakeWithChain));
+            assert!(poll_once(r.recv(), &w).is_pending());
+            let worker = catch_unwind(AssertUnwindSafe(move || {
+                let _reply = s;
+                panic!("review4: the worker failed");
+            }));
+            assert!(worker.is_err(), "the worker's own panic is caught");
+            assert_eq!(r.try_recv(), Err(TryRecvError::Closed));
+        },
+    );
+}
+
 /// REVIEW4 FINDING 3 (doc mismatch). `recv_timeout` documents "With a zero
 /// `timeout` it only looks: no spin, no sleep", but `wait` registers the
 /// thread parker's waker (a clone and an RMW; on the thread's first

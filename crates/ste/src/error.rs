@@ -118,17 +118,7 @@ impl fmt::Debug for Panic {
     }
 }
 
-/// Drops a panic payload without letting a panicking `Drop` escape. If the
-/// drop panics, the payload of *that* panic is dropped the same way, a few
-/// times at most; a payload that keeps panicking on drop is then leaked
-/// rather than retried forever.
-pub(crate) fn drop_payload(payload: Payload) {
-    let mut payload = payload;
-    for _ in 0..4 {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(nested) => payload = nested,
-        }
-    }
-    core::mem::forget(payload);
-}
+// A payload is dropped by the workspace's one rule for foreign panics: its
+// own drop's panic, and that panic's payload, are dropped the same way, a
+// few levels deep (`sync_core::unwind`).
+pub(crate) use sync_core::unwind::drop_payload;

@@ -25,9 +25,10 @@
 use crate::atomic::{AtomicUsize, Ordering};
 use crate::cell::UnsafeCell;
 use crate::hint;
+use crate::unwind::FirstPanic;
 use core::fmt;
 use core::task::Waker;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 const IDLE: usize = 0;
 const REGISTERING: usize = 0b01;
@@ -141,26 +142,17 @@ impl AtomicWaker {
                 // all have: a replaced waker still held while a wake's panic
                 // unwinds would be dropped during the unwind, and its own
                 // panic there would abort the process.
-                let mut first_panic = None;
+                let mut panics = FirstPanic::new();
                 if let Some(w) = woken {
-                    first_panic = catch_unwind(AssertUnwindSafe(|| w.wake())).err();
+                    panics.catch(|| w.wake());
                 }
-                let later_panic = match swapped {
-                    Ok(old) => catch_unwind(AssertUnwindSafe(move || drop(old))).err(),
-                    Err(payload) => Some(payload),
-                };
-                match (first_panic, later_panic) {
-                    (Some(first), later) => {
-                        // A second payload goes quietly (its own drop may
-                        // panic too).
-                        if let Some(p) = later {
-                            let _ = catch_unwind(AssertUnwindSafe(move || drop(p)));
-                        }
-                        resume_unwind(first)
+                match swapped {
+                    Ok(old) => {
+                        panics.catch(move || drop(old));
                     }
-                    (None, Some(p)) => resume_unwind(p),
-                    (None, None) => {}
+                    Err(clone_panic) => panics.keep(clone_panic),
                 }
+                panics.resume();
             }
             Err(_) => {
                 // A wake is in progress (or a forbidden concurrent register):

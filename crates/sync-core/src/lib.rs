@@ -23,6 +23,8 @@
 //!   the instant it observes its flag.
 //! - [`AtomicWaker`]: a slot holding one [`Waker`](core::task::Waker) that a
 //!   task registers and another thread wakes.
+//! - [`unwind`]: the rule for panics of foreign code (wakers, destructors),
+//!   and the helpers that catch, drop and pass them on by it.
 //!
 //! # Example
 //!
@@ -73,7 +75,8 @@
 //! - **Panics in wakers and payload destructors lose nothing.** After any
 //!   unwind the structure is consistent, no value is lost and no waiter
 //!   hangs. [`AtomicWaker`] releases its slot before a waker's panic
-//!   propagates.
+//!   propagates. Who gets such a panic, and how a caught one is dropped,
+//!   is one rule for the whole workspace: [`unwind`].
 //! - **Loom sees only what it tracks.** A caller's stack frame being freed
 //!   is invisible to loom unless the model makes that memory loom-tracked
 //!   (for example, a write to every cell of the frame once the caller has
@@ -107,6 +110,7 @@ pub mod cell;
 mod parker;
 mod peer_cpu;
 mod spin_policy;
+pub mod unwind;
 
 pub use atomic_waker::AtomicWaker;
 pub use backoff::Backoff;

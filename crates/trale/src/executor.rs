@@ -21,11 +21,10 @@
 //! tasks woken from other threads join the queue every round.
 
 use crate::reactor::Reactor;
-use crate::task::{Header, Runnable, TaskCell, UNREGISTERED, drop_payload, drop_quietly};
+use crate::task::{Header, Runnable, TaskCell, UNREGISTERED, drop_quietly};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
@@ -480,9 +479,7 @@ pub(crate) fn drop_all_quietly<T>(items: impl IntoIterator<Item = T>) {
 /// thread) neither stops the others nor the loop.
 pub(crate) fn wake_all_quietly(wakers: Vec<Waker>) {
     for waker in wakers {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || waker.wake())) {
-            drop_payload(payload);
-        }
+        sync_core::unwind::wake_quietly(waker);
     }
 }
 

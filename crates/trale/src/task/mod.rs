@@ -28,7 +28,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-pub(crate) use raw::{Header, Runnable, TaskCell, UNREGISTERED, drop_payload, drop_quietly};
+pub(crate) use raw::{Header, Runnable, TaskCell, UNREGISTERED, drop_quietly};
 
 /// The executor: spawns tasks and drives futures to completion.
 ///

@@ -124,7 +124,7 @@ impl<F: Future + 'static> TaskCell<F> {
             drop_quietly(orphan);
             drop_quietly(join_waker);
         } else if let Some(waker) = join_waker {
-            drop_quietly(catch_unwind(AssertUnwindSafe(move || waker.wake())));
+            sync_core::unwind::wake_quietly(waker);
         }
         executor::unregister(&self.header);
     }
@@ -281,18 +281,7 @@ fn waker_ref<F: Future + 'static>(task: &Arc<TaskCell<F>>) -> ManuallyDrop<Waker
     ManuallyDrop::new(Waker::from(borrowed))
 }
 
-/// Drops `value`, swallowing a panic from its destructor (and from the
-/// panic payload's own destructor).
-pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        drop_payload(payload);
-    }
-}
-
-/// Drops a caught panic's payload; only a payload whose own destructor
-/// panics is leaked (the one thing left that could not be dropped).
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(worse) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(worse);
-    }
-}
+// Destructors and payloads of user code are dropped by the workspace's one
+// rule for foreign panics (`sync_core::unwind`): a panic is caught, and its
+// payload dropped a few levels deep.
+pub(crate) use sync_core::unwind::drop_quietly;
