@@ -106,8 +106,12 @@ impl fmt::Display for MemoryAffinity {
 ///
 /// # Panics
 ///
-/// If `counts` is empty or a region has no processor.
+/// If `counts` is empty, a region has no processor, or the processors add
+/// up to more than 2^22 (no machine has that many; the list would not fit
+/// in memory).
 pub fn create_manual_affinities(counts: &[usize]) -> Vec<MemoryAffinity> {
+    /// The most processors a made-up machine may have.
+    const MAX_PROCESSORS: usize = 1 << 22;
     assert!(
         !counts.is_empty(),
         "thread_aware: create_manual_affinities needs at least one memory region"
@@ -116,7 +120,16 @@ pub fn create_manual_affinities(counts: &[usize]) -> Vec<MemoryAffinity> {
         counts.iter().all(|&c| c > 0),
         "thread_aware: every memory region needs at least one processor (got {counts:?})"
     );
-    let total: usize = counts.iter().sum();
+    let total = counts
+        .iter()
+        .try_fold(0usize, |sum, &c| sum.checked_add(c))
+        .filter(|&total| total <= MAX_PROCESSORS)
+        .unwrap_or_else(|| {
+            panic!(
+                "thread_aware: create_manual_affinities supports at most {MAX_PROCESSORS} \
+                 processors in all (got {counts:?})"
+            )
+        });
     let mut out = Vec::with_capacity(total);
     for (region, &n) in counts.iter().enumerate() {
         for _ in 0..n {

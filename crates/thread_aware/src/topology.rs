@@ -313,8 +313,6 @@ fn context(error: io::Error, what: &str) -> io::Error {
 /// `InvalidData` for anything else: a non-number, an empty item, a range
 /// whose end is below its start, or one too large to hold in memory.
 pub fn parse_cpu_list(text: &str) -> io::Result<Vec<usize>> {
-    /// No machine has this many CPUs; refuses ranges that would exhaust memory.
-    const MAX_CPU: usize = 1 << 22;
     let bad = |why: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -428,10 +426,19 @@ fn sched_getaffinity_self() -> io::Result<Vec<usize>> {
     }
 }
 
-/// Binds the calling thread to `cpu` alone.
+/// The largest CPU id this crate handles: no machine has this many CPUs,
+/// and a CPU mask (or a list) reaching further would exhaust memory.
+const MAX_CPU: usize = 1 << 22;
+
+/// Binds the calling thread to `cpu` alone. A CPU id above [`MAX_CPU`] is
+/// `EINVAL`, as the kernel answers for any CPU it does not have (a mask
+/// that large would take more memory than the machine has).
 #[cfg(target_os = "linux")]
 fn sched_setaffinity_self(cpu: usize) -> io::Result<()> {
     const BITS: usize = MaskWord::BITS as usize;
+    if cpu > MAX_CPU {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let min_words = core::mem::size_of::<libc::cpu_set_t>() / core::mem::size_of::<MaskWord>();
     let mut mask: Vec<MaskWord> = vec![0; (cpu / BITS + 1).max(min_words)];
     mask[cpu / BITS] |= 1 << (cpu % BITS);

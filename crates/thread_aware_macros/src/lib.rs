@@ -52,6 +52,14 @@
 //! - `#[thread_aware(crate = path)]`: the path to the `thread_aware` crate,
 //!   for a renamed or re-exported crate (default `::thread_aware`; inside
 //!   `thread_aware` itself, `crate = crate`).
+//! - `#[thread_aware(recursive)]`: the type contains itself where the
+//!   derive cannot see it by name: through a type alias (`type Link =
+//!   Option<Box<Node>>`), through another type (mutually recursive types,
+//!   such as an `Expr` that holds a `Block` that holds `Expr`s), or through
+//!   a path with a module prefix. `INERT` is then `false` without asking the
+//!   fields' types, which would make it depend on itself (the compiler's
+//!   error E0391, "cycle detected when ... `INERT`"). Put it on every type
+//!   of the cycle.
 //!
 //! # Bounds
 //!
@@ -59,13 +67,15 @@
 //! where-predicate `FieldType: ThreadAware` (so `struct S<T>(Vec<T>)` gets
 //! `Vec<T>: ThreadAware`, and a parameter used only in skipped, `with` or
 //! `PhantomData` fields gets no bound at all). A field whose type names the
-//! type itself (`Box<Self>`, `Option<Box<List<T>>>`) adds `P: ThreadAware`
+//! type itself (`Box<Self>`, `Option<Box<List<T>>>`, `self::List<T>`; a
+//! longer path such as `inner::List<T>` is another type) adds `P: ThreadAware`
 //! instead, for each type parameter `P` it mentions that some other,
 //! non-recursive relocated field also relocates (a parameter used elsewhere
 //! only in skipped or `PhantomData` fields stays unbounded). That keeps
 //! recursive types from sending the trait solver in circles; such a field
-//! also makes `INERT` false. For mutually recursive types, or whenever the inferred
-//! bounds are not what you want, give `bound = "..."`.
+//! also makes `INERT` false. Recursion the derive cannot see by name needs
+//! `recursive` (above); for mutually recursive generic types, or whenever
+//! the inferred bounds are not what you want, also give `bound = "..."`.
 //!
 //! A field whose type does not implement `ThreadAware` (and mentions no
 //! generic parameter) is an error that points at that field's type.
@@ -101,7 +111,8 @@ use syn::{
 };
 
 /// Derives `thread_aware::ThreadAware`: relocates every field (see the
-/// crate docs for the `skip`, `with`, `bound` and `crate` attributes).
+/// crate docs for the `skip`, `with`, `bound`, `crate` and `recursive`
+/// attributes).
 #[proc_macro_derive(ThreadAware, attributes(thread_aware))]
 pub fn derive_thread_aware(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -137,6 +148,8 @@ struct FieldInfo<'a> {
 struct ContainerAttrs {
     bound: Option<Punctuated<WherePredicate, Token![,]>>,
     krate: Option<Path>,
+    /// `recursive`: the type contains itself where the derive cannot see it.
+    recursive: bool,
 }
 
 /// Collects errors so that one run reports all of them.
@@ -225,7 +238,8 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, Error> {
     // INERT.
     let mut inert_terms: Vec<TokenStream2> = Vec::new();
     let mut seen = Vec::new();
-    let mut inert_possible = true;
+    // `recursive`: asking the fields would make `INERT` depend on itself.
+    let mut inert_possible = !container.recursive;
     for field in all_fields() {
         match &field.mode {
             Mode::Skip => {}
@@ -577,6 +591,19 @@ fn parse_container_attrs(attrs: &[Attribute], errors: &mut Errors) -> ContainerA
                     result.krate = Some(path);
                 }
             }
+            "recursive" => {
+                if !input.is_empty() && !input.peek(Token![,]) {
+                    skip_value(input)?;
+                    errors.push(Error::new(
+                        key.span(),
+                        "`recursive` takes no value: `#[thread_aware(recursive)]`",
+                    ));
+                } else if result.recursive {
+                    errors.push(Error::new(key.span(), "duplicate `recursive` attribute"));
+                } else {
+                    result.recursive = true;
+                }
+            }
             "skip" | "with" => {
                 skip_value(input)?;
                 errors.push(Error::new(
@@ -590,7 +617,7 @@ fn parse_container_attrs(attrs: &[Attribute], errors: &mut Errors) -> ContainerA
                     key.span(),
                     format!(
                         "unknown `thread_aware` container attribute `{key}`: \
-                         expected `bound = \"...\"` or `crate = path`"
+                         expected `bound = \"...\"`, `crate = path` or `recursive`"
                     ),
                 ));
             }
@@ -734,6 +761,24 @@ struct Mentions {
     recursive: bool,
 }
 
+/// Whether `path` names the type being derived: `Self` (or `Self::...`),
+/// the bare name, or `self::Name`. A longer path that ends in the same name
+/// (`inner::Sender<T>` in `struct Sender<T>(inner::Sender<T>)`) is taken for
+/// another type; recursion the derive cannot see this way needs the
+/// `recursive` container attribute.
+fn names_itself(path: &Path, name: &Ident) -> bool {
+    if path.leading_colon.is_some() {
+        return false;
+    }
+    let segments: Vec<&Ident> = path.segments.iter().map(|s| &s.ident).collect();
+    match segments.as_slice() {
+        [first, ..] if *first == "Self" => true,
+        [only] => *only == name,
+        [module, only] => *module == "self" && *only == name,
+        _ => false,
+    }
+}
+
 fn mentions(ty: &Type, generics: &syn::Generics, name: &Ident) -> Mentions {
     struct Finder<'a> {
         type_params: Vec<&'a Ident>,
@@ -743,13 +788,9 @@ fn mentions(ty: &Type, generics: &syn::Generics, name: &Ident) -> Mentions {
         found: Mentions,
     }
     impl Finder<'_> {
-        fn ident(&mut self, ident: &Ident, first: bool) {
-            if ident == self.name || ident == "Self" {
-                self.found.recursive = true;
-            }
-            if !first {
-                return;
-            }
+        /// A type or const parameter, if `ident` (a path's first
+        /// segment) is one.
+        fn param(&mut self, ident: &Ident) {
             if let Some(param) = self.type_params.iter().find(|p| **p == ident) {
                 self.found.any = true;
                 if !self.found.type_params.iter().any(|p| p == *param) {
@@ -761,10 +802,16 @@ fn mentions(ty: &Type, generics: &syn::Generics, name: &Ident) -> Mentions {
             }
         }
         fn tokens(&mut self, tokens: TokenStream2) {
-            // Inside a macro: any identifier may be a path's first segment.
+            // Inside a macro: any identifier may be a path's first segment,
+            // and may name the type itself (conservative: recursive).
             for tree in tokens {
                 match tree {
-                    proc_macro2::TokenTree::Ident(ident) => self.ident(&ident, true),
+                    proc_macro2::TokenTree::Ident(ident) => {
+                        if ident == *self.name || ident == "Self" {
+                            self.found.recursive = true;
+                        }
+                        self.param(&ident);
+                    }
                     proc_macro2::TokenTree::Group(group) => self.tokens(group.stream()),
                     _ => {}
                 }
@@ -778,8 +825,11 @@ fn mentions(ty: &Type, generics: &syn::Generics, name: &Ident) -> Mentions {
     }
     impl<'ast> Visit<'ast> for Finder<'_> {
         fn visit_path(&mut self, path: &'ast Path) {
-            for (index, segment) in path.segments.iter().enumerate() {
-                self.ident(&segment.ident, index == 0 && path.leading_colon.is_none());
+            if names_itself(path, self.name) {
+                self.found.recursive = true;
+            }
+            if let (Some(first), None) = (path.segments.first(), path.leading_colon) {
+                self.param(&first.ident);
             }
             syn::visit::visit_path(self, path);
         }
