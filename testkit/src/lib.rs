@@ -13,6 +13,8 @@
 //! - [`ReentrantWaker`]: wakers that run the test's code inside their own
 //!   `clone`, `wake` and `drop` (re-entrancy at the worst moment).
 //! - [`affinity`] (Linux): pin a test thread to a CPU.
+//! - [`in_child`]: run a scenario that may abort the process in a child
+//!   process, so that an abort fails one test.
 //!
 //! Plain `std` only: it works in normal, Miri and loom builds alike (under
 //! Miri the watchdog is off, since Miri's clock is virtual and slow).
@@ -21,11 +23,13 @@
 
 #[cfg(target_os = "linux")]
 pub mod affinity;
+mod child;
 mod hostile_waker;
 mod panics_on_drop;
 mod reentrant_waker;
 mod watchdog;
 
+pub use child::in_child;
 pub use hostile_waker::{HostileWaker, Misbehaviour};
 pub use panics_on_drop::PanicsOnDrop;
 pub use reentrant_waker::{Hook, ReentrantWaker};

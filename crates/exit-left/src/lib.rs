@@ -114,9 +114,11 @@
 //!   unwind through a `recv` returning a message, or abort a thread
 //!   already unwinding. `notify`, `deliver` and `close`, called directly,
 //!   pass a waker's panic on after their work is done (`close`: the first,
-//!   once every waiter is woken). A caught panic's payload is dropped so
-//!   that its own drop's panic cannot get out either (the workspace's one
-//!   rule, `sync_core::unwind`). A message that `recv`
+//!   once every waiter is woken), unless they are called while the thread
+//!   unwinds (from a guard's `Drop`): there a second panic would abort the
+//!   process, so it is dropped. A caught panic's payload is dropped so that
+//!   its own drop's panic cannot get out either (the workspace's one rule,
+//!   `sync_core::unwind`). A message that `recv`
 //!   or `serve` took out of the head's mailbox is put back if a token's or
 //!   message's `Drop` panics before it is returned.
 //! - **Misuse panics with a message**: a ticket from another stage, `enter`

@@ -616,7 +616,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         let (outcome, wake) = Self::notify_locked(&mut st, id, mail, from_head);
         drop(st);
         if let Some(w) = wake {
-            w.wake();
+            // The notification is recorded; the waker's panic reaches the
+            // caller, unless the caller is unwinding (rule 2 and 3 of
+            // `sync_core::unwind`).
+            sync_core::unwind::wake(w);
         }
         Ok(outcome)
     }

@@ -244,13 +244,9 @@ pub(crate) type WakerId = (*const (), NonNull<RawWakerVTable>);
 /// unwinding (a handle dropped during a panic) a second panic would abort
 /// the process, so there it is caught and dropped.
 pub(crate) fn wake_peer(waker: Waker) {
-    if std::thread::panicking() {
-        // Rule 3 of `sync_core::unwind`: the payload, and any payload of its
-        // own drop's panic, is dropped there too.
-        sync_core::unwind::wake_quietly(waker);
-    } else {
-        waker.wake();
-    }
+    // Rules 2 and 3 of `sync_core::unwind` (the payload, and any payload of
+    // its own drop's panic, is dropped there too).
+    sync_core::unwind::wake(waker);
 }
 
 pub(crate) fn waker_id(w: &Waker) -> WakerId {

@@ -8,7 +8,7 @@
 //! The others are attacks that held, kept as short regression tests.
 //!
 //! Findings 1 and 2 abort the process, so the scenario runs in a child
-//! process (this test binary, re-run with `REVIEW4_CHILD` set and the
+//! process (`testkit::in_child`: this test binary, re-run with the
 //! test's exact name) and the test asserts that the child exited cleanly.
 
 use core::future::Future;
@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::task::Wake;
 use std::thread;
 use std::time::Duration;
-use testkit::{HostileWaker, Misbehaviour, iters, watchdog};
+use testkit::{HostileWaker, Misbehaviour, in_child, iters, watchdog};
 
 fn poll_once<F: Future>(fut: F, waker: &Waker) -> Poll<F::Output> {
     let mut cx = Context::from_waker(waker);
@@ -37,31 +37,6 @@ impl Wake for PanicOnWake {
     fn wake(self: Arc<Self>) {
         panic!("review4: hostile wake");
     }
-}
-
-/// Runs `scenario` in a child process if this is the parent, or runs it
-/// directly if this is the child; the parent asserts that the child exited
-/// successfully (an abort shows up as a signal).
-fn in_child(test: &str, scenario: impl FnOnce()) {
-    if std::env::var_os("REVIEW4_CHILD").is_some() {
-        scenario();
-        return;
-    }
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("REVIEW4_CHILD", "1")
-        .status()
-        .expect("re-run the test binary");
-    assert!(
-        status.success(),
-        "the scenario killed its process ({status}): a panic while unwinding aborts"
-    );
 }
 
 /// REVIEW4 FINDING 1. A `Sender` dropped while its thread unwinds (a worker

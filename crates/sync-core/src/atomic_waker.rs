@@ -160,7 +160,7 @@ impl AtomicWaker {
                 // waking thread finish first (under loom it is a yield, which
                 // keeps this executor-level retry loop a finite model).
                 hint::spin_loop();
-                waker.wake_by_ref();
+                crate::unwind::wake_by_ref(waker);
             }
         }
     }
@@ -169,7 +169,9 @@ impl AtomicWaker {
     /// apart from the waker's `wake`.
     pub fn wake(&self) {
         if let Some(w) = self.take() {
-            w.wake();
+            // The slot is empty already; the waker's panic reaches the
+            // caller unless it is unwinding (`crate::unwind::wake`).
+            crate::unwind::wake(w);
         }
     }
 

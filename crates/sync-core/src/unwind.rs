@@ -16,7 +16,8 @@
 //!    runtime's own loop (an executor, a worker thread: where a result
 //!    exists, such as a `JoinError`, it carries the panic), or while the
 //!    thread is already unwinding (a second panic would abort the process).
-//!    [`wake_quietly`], [`drop_quietly`].
+//!    [`wake_quietly`], [`drop_quietly`]; and [`wake`], [`FirstPanic::resume`]
+//!    drop the panic instead of raising it when the thread is unwinding.
 //! 4. **A caught payload is foreign code too.** Its `Drop` may panic, and
 //!    the payload of that panic may panic again when dropped.
 //!    [`drop_payload`] drops such a chain a few levels deep and leaks what
@@ -69,10 +70,34 @@ pub fn wake_quietly(waker: Waker) {
     }
 }
 
+/// Wakes `waker` for the caller (rule 2): a panic of its `wake` reaches
+/// the caller. While the thread is already unwinding (a structure dropped
+/// during a panic wakes a waiter), a second panic would abort the process,
+/// so there it is caught and dropped as [`wake_quietly`] does (rule 3).
+pub fn wake(waker: Waker) {
+    if std::thread::panicking() {
+        wake_quietly(waker);
+    } else {
+        waker.wake();
+    }
+}
+
+/// [`wake`] for a borrowed waker (`wake_by_ref`).
+pub fn wake_by_ref(waker: &Waker) {
+    if std::thread::panicking() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake_by_ref())) {
+            drop_payload(payload);
+        }
+    } else {
+        waker.wake_by_ref();
+    }
+}
+
 /// Runs several pieces of foreign code to the end, keeps the first panic
 /// and drops the others ([`drop_payload`]), then raises the first with
-/// [`resume`](Self::resume) (rule 2). Dropped without `resume` (say, while
-/// unwinding from something else), it drops what it holds quietly.
+/// [`resume`](Self::resume) (rule 2), unless the thread is already
+/// unwinding. Dropped without `resume` (say, while unwinding from something
+/// else), it drops what it holds quietly.
 #[derive(Default)]
 pub struct FirstPanic(Option<Payload>);
 
@@ -108,9 +133,16 @@ impl FirstPanic {
     }
 
     /// Raises the first panic caught, if any; returns if there was none.
+    /// While the thread is already unwinding (this runs in a destructor
+    /// called by an unwind), raising it would abort the process: it is
+    /// dropped instead, and this returns.
     pub fn resume(mut self) {
         if let Some(payload) = self.0.take() {
-            resume_unwind(payload);
+            if std::thread::panicking() {
+                drop_payload(payload);
+            } else {
+                resume_unwind(payload);
+            }
         }
     }
 }

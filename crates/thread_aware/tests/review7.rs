@@ -7,13 +7,14 @@
 //! recursion the derive cannot see (finding 2); pinning to a CPU id beyond
 //! any mask is `EINVAL` (finding 3); absurd `create_manual_affinities`
 //! counts panic with a message (finding 4). The others are attacks that
-//! held, kept as regressions. Findings 3 and 4 run
-//! the action in a child process (the defect is a process abort), through
-//! the `#[ignore]`d `child_*` tests, which do nothing unless the parent set
-//! `REVIEW7_CHILD`.
+//! held, kept as regressions. Findings 3 and 4 run the action in a child
+//! process (`testkit::in_child`: the defect was a process abort).
 #![cfg(feature = "derive")]
 #![deny(warnings)]
 
+mod common;
+
+use common::{Live, message};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,47 +24,6 @@ use thread_aware::{
     BoxedRelocateFnOnce, MemoryAffinity, PerCore, PerNuma, RelocateFnOnce, Strategy, ThreadAware,
     Topology, Unaware, create_manual_affinities, relocate_once,
 };
-
-fn message(err: &Box<dyn std::any::Any + Send>) -> String {
-    err.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_default()
-}
-
-/// Counts live values: built minus dropped.
-struct Live(&'static AtomicUsize);
-impl Live {
-    fn new(counter: &'static AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Live(counter)
-    }
-}
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs the `#[ignore]`d test `name` of this binary in a child process and
-/// says how it ended.
-fn run_child(name: &str) -> std::process::Output {
-    std::process::Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("REVIEW7_CHILD", "1")
-        .output()
-        .expect("spawn the child test")
-}
-
-fn is_child() -> bool {
-    std::env::var_os("REVIEW7_CHILD").is_some()
-}
 
 // ===================================================================== findings
 
@@ -115,42 +75,27 @@ fn derive_newtype_over_a_same_named_inert_type_is_inert() {
 
 // ----------------------------------------------------------------- finding 3
 
-/// Child of `pin_to_an_absurd_cpu_id_is_an_error_not_an_abort`.
-#[test]
-#[ignore = "run by its parent in a child process"]
-fn child_pin_absurd_cpu() {
-    if !is_child() {
-        return;
-    }
-    // A machine description whose one CPU has an id no kernel has.
-    let topology =
-        Topology::from_sysfs(std::path::Path::new("/nonexistent-sysfs"), &[usize::MAX]).unwrap();
-    let result = topology.pin_current_thread(topology.affinities()[0]);
-    assert!(result.is_err(), "pinning to CPU usize::MAX cannot succeed");
-}
-
 // FINDING 3: `Topology::pin_current_thread` documents "Errors: the OS
 // error of sched_setaffinity", but for a topology whose CPU id is large
 // (from `Topology::from_sysfs`, whose `allowed` ids are not capped as
-// `parse_cpu_list`'s are) it allocates a mask of `cpu / 64 + 1` words first
-// and the process aborts: "memory allocation of 2305843009213693952 bytes
-// failed" (`src/topology.rs`, `sched_setaffinity_self`: `vec![0; (cpu /
-// BITS + 1).max(min_words)]`; 2^40 asks for 128 GiB). With 4096 it returns
-// EINVAL as documented.
+// `parse_cpu_list`'s are) it allocated a mask of `cpu / 64 + 1` words first
+// and the process aborted: "memory allocation of 2305843009213693952 bytes
+// failed" (`src/topology.rs`, `sched_setaffinity_self`; 2^40 asks for
+// 128 GiB). With 4096 it returns EINVAL as documented.
 #[test]
 #[cfg_attr(miri, ignore)] // spawns a process
 fn pin_to_an_absurd_cpu_id_is_an_error_not_an_abort() {
-    let _watchdog = testkit::watchdog("pin_to_an_absurd_cpu_id_is_an_error_not_an_abort");
-    let out = run_child("child_pin_absurd_cpu");
-    assert!(
-        out.status.success(),
-        "child ended with {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .find(|l| l.contains("memory allocation") || l.contains("panicked"))
-            .unwrap_or("")
-    );
+    testkit::in_child("pin_to_an_absurd_cpu_id_is_an_error_not_an_abort", || {
+        let _watchdog = testkit::watchdog("pin_to_an_absurd_cpu_id_is_an_error_not_an_abort");
+        // A machine description whose one CPU has an id no kernel has.
+        let topology =
+            Topology::from_sysfs(std::path::Path::new("/nonexistent-sysfs"), &[usize::MAX])
+                .unwrap();
+        let err = topology
+            .pin_current_thread(topology.affinities()[0])
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(22), "EINVAL");
+    });
 }
 
 // ----------------------------------------------------------------- finding 4
@@ -171,35 +116,19 @@ fn create_manual_affinities_overflow_panics_with_a_message() {
     );
 }
 
-/// Child of `create_manual_affinities_absurd_count_panics_instead_of_aborting`.
-#[test]
-#[ignore = "run by its parent in a child process"]
-fn child_absurd_manual_count() {
-    if !is_child() {
-        return;
-    }
-    let err = catch_unwind(|| create_manual_affinities(&[1 << 40])).unwrap_err();
-    assert!(message(&err).starts_with("thread_aware"));
-}
-
-// FINDING 4: `create_manual_affinities(&[1 << 40])` aborts the process
+// FINDING 4: `create_manual_affinities(&[1 << 40])` aborted the process
 // ("memory allocation of 35184372088832 bytes failed",
 // `Vec::with_capacity(total)` in `src/affinity.rs`) where the same absurd
 // count given to a per-affinity pointer panics with a message (review2).
 #[test]
 #[cfg_attr(miri, ignore)] // spawns a process
 fn create_manual_affinities_absurd_count_panics_instead_of_aborting() {
-    let _watchdog =
-        testkit::watchdog("create_manual_affinities_absurd_count_panics_instead_of_aborting");
-    let out = run_child("child_absurd_manual_count");
-    assert!(
-        out.status.success(),
-        "child ended with {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .find(|l| l.contains("memory allocation") || l.contains("panicked"))
-            .unwrap_or("")
+    testkit::in_child(
+        "create_manual_affinities_absurd_count_panics_instead_of_aborting",
+        || {
+            let err = catch_unwind(|| create_manual_affinities(&[1 << 40])).unwrap_err();
+            assert!(message(&err).starts_with("thread_aware"));
+        },
     );
 }
 

@@ -5,6 +5,9 @@
 #![deny(warnings, clippy::pedantic)]
 #![allow(clippy::many_single_char_names)]
 
+mod common;
+
+use common::{Live, message};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,27 +25,6 @@ static_assertions::assert_not_impl_any!(PerProcess<std::cell::RefCell<u32>>: Sen
 static_assertions::assert_not_impl_any!(PerCore<std::sync::MutexGuard<'static, u32>>: Send, Sync);
 // Send but !Sync: handles on two threads would share `&Cell`.
 static_assertions::assert_not_impl_any!(PerCore<Cell<u64>>: Send);
-
-fn message(err: &Box<dyn std::any::Any + Send>) -> String {
-    err.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_default()
-}
-
-/// Counts live instances: built minus dropped.
-struct Live(&'static AtomicUsize);
-impl Live {
-    fn new(counter: &'static AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Live(counter)
-    }
-}
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 // ---------------------------------------------------------------- re-entry
 

@@ -56,10 +56,13 @@
 //!   derive cannot see it by name: through a type alias (`type Link =
 //!   Option<Box<Node>>`), through another type (mutually recursive types,
 //!   such as an `Expr` that holds a `Block` that holds `Expr`s), or through
-//!   a path with a module prefix. `INERT` is then `false` without asking the
+//!   a path into a child module. `INERT` is then `false` without asking the
 //!   fields' types, which would make it depend on itself (the compiler's
-//!   error E0391, "cycle detected when ... `INERT`"). Put it on every type
-//!   of the cycle.
+//!   error E0391, "cycle detected when ... `INERT`"), and the inferred
+//!   bounds are `P: ThreadAware` for each type parameter `P` a relocated
+//!   field mentions, not the fields' whole types (which would need the impl
+//!   itself: E0275); give `bound = "..."` if a field needs more. Put it on
+//!   every type of the cycle.
 //!
 //! # Bounds
 //!
@@ -67,8 +70,10 @@
 //! where-predicate `FieldType: ThreadAware` (so `struct S<T>(Vec<T>)` gets
 //! `Vec<T>: ThreadAware`, and a parameter used only in skipped, `with` or
 //! `PhantomData` fields gets no bound at all). A field whose type names the
-//! type itself (`Box<Self>`, `Option<Box<List<T>>>`, `self::List<T>`; a
-//! longer path such as `inner::List<T>` is another type) adds `P: ThreadAware`
+//! type itself (`Box<Self>`, `Option<Box<List<T>>>`, and any path from
+//! `self`, `crate` or `super` ending in the name, such as `crate::List<T>`;
+//! a path into a child module such as `inner::List<T>` is another type)
+//! adds `P: ThreadAware`
 //! instead, for each type parameter `P` it mentions that some other,
 //! non-recursive relocated field also relocates (a parameter used elsewhere
 //! only in skipped or `PhantomData` fields stays unbounded). That keeps
@@ -231,7 +236,13 @@ fn expand(input: &DeriveInput) -> Result<TokenStream2, Error> {
             .predicates
             .extend(bound.iter().cloned()),
         Some(_) => {}
-        None => add_inferred_bounds(&mut generics, name, &trait_path, all_fields()),
+        None => add_inferred_bounds(
+            &mut generics,
+            name,
+            &trait_path,
+            all_fields(),
+            container.recursive,
+        ),
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
@@ -641,6 +652,7 @@ fn add_inferred_bounds<'a>(
     name: &Ident,
     trait_path: &TokenStream2,
     fields: impl Iterator<Item = &'a FieldInfo<'a>>,
+    recursive: bool,
 ) {
     let original = generics.clone();
     // (bounded type, the field type it comes from)
@@ -658,7 +670,15 @@ fn add_inferred_bounds<'a>(
         .flat_map(|(_, found)| found.type_params.iter())
         .collect();
     for (field, found) in &relocated {
-        if found.recursive {
+        if recursive {
+            // `recursive`: any field may lead back to the type, so a bound
+            // on a whole field type may need the impl itself (the trait
+            // solver overflows); each type parameter a relocated field
+            // mentions is bounded instead.
+            for param in &found.type_params {
+                bounded.push((syn::parse_quote!(#param), field.ty.span()));
+            }
+        } else if found.recursive {
             for param in found.type_params.iter().filter(|p| needed.contains(p)) {
                 bounded.push((syn::parse_quote!(#param), field.ty.span()));
             }
@@ -761,11 +781,14 @@ struct Mentions {
     recursive: bool,
 }
 
-/// Whether `path` names the type being derived: `Self` (or `Self::...`),
-/// the bare name, or `self::Name`. A longer path that ends in the same name
-/// (`inner::Sender<T>` in `struct Sender<T>(inner::Sender<T>)`) is taken for
-/// another type; recursion the derive cannot see this way needs the
-/// `recursive` container attribute.
+/// Whether `path` may name the type being derived: `Self` (or
+/// `Self::...`), the bare name, or a path from `self`, `crate` or `super`
+/// that ends in the name (`crate::Node`, `super::m::Node`: the derive cannot
+/// tell the module it is in, so it takes them for the type itself, as a
+/// recursive field). A path into a child module or another crate that ends
+/// in the same name (`inner::Sender<T>` in `struct Sender<T>(inner::Sender<T>)`,
+/// `::other::Sender<T>`) is another type. Recursion the derive cannot see
+/// by name needs the `recursive` container attribute.
 fn names_itself(path: &Path, name: &Ident) -> bool {
     if path.leading_colon.is_some() {
         return false;
@@ -774,8 +797,10 @@ fn names_itself(path: &Path, name: &Ident) -> bool {
     match segments.as_slice() {
         [first, ..] if *first == "Self" => true,
         [only] => *only == name,
-        [module, only] => *module == "self" && *only == name,
-        _ => false,
+        [first, .., last] => {
+            *last == name && (*first == "self" || *first == "crate" || *first == "super")
+        }
+        [] => false,
     }
 }
 
