@@ -272,9 +272,11 @@ pub(crate) fn is_current_id(id: usize) -> bool {
     CURRENT_ID.with(Cell::get) == id
 }
 
-/// The executor running on this thread.
+/// The executor running on this thread. `None` also once this thread's
+/// thread-locals are being destroyed (a user's thread-local destructor that
+/// spawns gets the background executor, as any thread without one does).
 pub(crate) fn current() -> Option<Arc<Shared>> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
 /// Queues a woken task on its executor.

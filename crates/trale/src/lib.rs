@@ -76,13 +76,14 @@
 //! - Three file descriptors per executor (epoll, eventfd, timerfd), however
 //!   many timers, closed when its loop ends (tasks, wakers, sleeps and
 //!   sockets hold the executor weakly); one per socket.
-//! - Timers fire in deadline order, the `block_on` future included;
+//! - Timers fire in deadline order, the `block_on` future included (a sleep
+//!   polled after its deadline queues behind an earlier one not yet fired);
 //!   `Duration::MAX` means "never"; `Timer::timeout` counts from the call.
 //! - Futures are dropped in place, on their executor's thread, never moved
 //!   out of their pinned slot first.
 //! - Fairness: timers and sockets are checked at least every 61 task polls,
-//!   and a task is made to yield after 128 completed socket operations in
-//!   one poll.
+//!   and a task is made to yield after 128 completed socket operations or
+//!   elapsed sleeps in one poll.
 //! - Misuse panics with a message instead of hanging: a nested `block_on`, a
 //!   blocking `join` on the thread that runs the joined task, a socket or
 //!   timer polled outside an executor, a socket used on a second executor.

@@ -84,6 +84,16 @@ impl TimerHeap {
         }
     }
 
+    /// Whether an entry that has not fired yet is due no later than
+    /// `deadline`: a sleep for `deadline` that finished at once would then
+    /// finish before it, out of deadline order. (A cancelled entry may
+    /// answer `true`; that only costs the sleep a reactor turn.)
+    fn holds_one_due_by(&self, deadline: Instant) -> bool {
+        self.heap
+            .peek()
+            .is_some_and(|first| first.deadline <= deadline)
+    }
+
     /// A sleep is dropped (or moved) before its entry fired.
     fn cancel(&mut self, entry: &Entry) {
         if entry.fired.load(Ordering::Relaxed) || entry.cancelled.load(Ordering::Relaxed) {
@@ -268,18 +278,35 @@ impl Future for Sleep {
             // moved, or its executor ended): start over on this one.
             self.deregister();
         }
-        if Instant::now() >= self.deadline {
-            return Poll::Ready(());
-        }
-        let shared = executor::current().unwrap_or_else(|| {
+        let elapsed = Instant::now() >= self.deadline;
+        let Some(shared) = executor::current() else {
+            if elapsed {
+                return Poll::Ready(());
+            }
             panic!(
                 "a trale Timer was polled outside a trale executor: await it inside \
                  Executor::block_on or a task spawned with Executor::spawn"
             )
-        });
+        };
+        let mut timers = lock(&shared.reactor.timers);
+        // An elapsed deadline finishes at once, unless a timer due no later
+        // is still waiting for the reactor to fire it: then this one queues
+        // behind it, so timers finish in deadline order. A finish at once
+        // counts against the poll's budget, like a socket operation, so a
+        // task whose interval is always behind (or that loops on zero
+        // sleeps) still lets the others run.
+        if elapsed && !timers.holds_one_due_by(self.deadline) {
+            drop(timers);
+            if !executor::io_budget_left(cx) {
+                return Poll::Pending;
+            }
+            executor::charge_io_budget();
+            return Poll::Ready(());
+        }
         let entry = Arc::new(Entry::default());
         entry.waker.register(cx.waker());
-        lock(&shared.reactor.timers).insert(self.deadline, entry.clone(), &shared.reactor);
+        timers.insert(self.deadline, entry.clone(), &shared.reactor);
+        drop(timers);
         self.registered = Some((shared.downgrade(), entry));
         Poll::Pending
     }
