@@ -222,7 +222,7 @@ fn finding3_spawn_from_a_thread_local_destructor() {
 fn held_cross_thread_wakes_race_completion_abort_detach_and_shutdown() {
     let _dog =
         testkit::watchdog("held_cross_thread_wakes_race_completion_abort_detach_and_shutdown");
-    let rounds = testkit::iters(300, 5);
+    let rounds = testkit::iters(300, 2);
     let polled_after_done = Arc::new(AtomicUsize::new(0));
     for round in 0..rounds {
         let (tx, rx) = mpsc::channel::<Waker>();
