@@ -39,6 +39,20 @@ impl Wake for PanicOnWake {
     }
 }
 
+/// A receiver waits with `waker`; its `Sender` is dropped while the
+/// worker's thread unwinds from its own panic, which must come out (no
+/// abort), and the receiver then sees the channel closed.
+fn sender_dropped_while_unwinding(waker: Waker) {
+    let (s, mut r) = channel::<u32>();
+    assert!(poll_once(r.recv(), &waker).is_pending());
+    let worker = catch_unwind(AssertUnwindSafe(move || {
+        let _reply = s;
+        panic!("review4: the worker failed");
+    }));
+    assert!(worker.is_err(), "the worker's own panic is caught");
+    assert_eq!(r.try_recv(), Err(TryRecvError::Closed));
+}
+
 /// REVIEW4 FINDING 1. A `Sender` dropped while its thread unwinds (a worker
 /// that panicked while holding the reply sender: the ordinary way a round
 /// ends without a value) wakes the receiver's waker from inside
@@ -54,17 +68,7 @@ impl Wake for PanicOnWake {
 fn review4_finding_1_sender_dropped_while_unwinding_with_panicking_receiver_wake() {
     in_child(
         "review4_finding_1_sender_dropped_while_unwinding_with_panicking_receiver_wake",
-        || {
-            let (s, mut r) = channel::<u32>();
-            let w = Waker::from(Arc::new(PanicOnWake));
-            assert!(poll_once(r.recv(), &w).is_pending());
-            let worker = catch_unwind(AssertUnwindSafe(move || {
-                let _reply = s;
-                panic!("review4: the worker failed");
-            }));
-            assert!(worker.is_err(), "the worker's own panic is caught");
-            assert_eq!(r.try_recv(), Err(TryRecvError::Closed));
-        },
+        || sender_dropped_while_unwinding(Waker::from(Arc::new(PanicOnWake))),
     );
 }
 
@@ -123,17 +127,7 @@ impl Wake for PanicOnWakeWithChain {
 fn a_sender_dropped_while_unwinding_survives_a_wake_whose_payload_panics_twice() {
     in_child(
         "a_sender_dropped_while_unwinding_survives_a_wake_whose_payload_panics_twice",
-        || {
-            let (s, mut r) = channel::<u32>();
-            let w = Waker::from(Arc::new(PanicOnWakeWithChain));
-            assert!(poll_once(r.recv(), &w).is_pending());
-            let worker = catch_unwind(AssertUnwindSafe(move || {
-                let _reply = s;
-                panic!("review4: the worker failed");
-            }));
-            assert!(worker.is_err(), "the worker's own panic is caught");
-            assert_eq!(r.try_recv(), Err(TryRecvError::Closed));
-        },
+        || sender_dropped_while_unwinding(Waker::from(Arc::new(PanicOnWakeWithChain))),
     );
 }
 
