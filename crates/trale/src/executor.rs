@@ -34,9 +34,11 @@ use sync_core::sync::Mutex;
 /// Task polls between two looks at timers and sockets (tokio uses the same).
 pub(crate) const BUDGET: usize = 61;
 
-/// Socket operations one poll of a task may complete before it is made to
-/// yield (so a flooding connection cannot keep one task running forever).
-const IO_BUDGET: u32 = 128;
+/// Socket operations and elapsed sleeps one poll of a task may complete
+/// before it is made to yield (so a flooding connection, an interval that
+/// is always behind or a loop of zero sleeps cannot keep one task running
+/// forever).
+const POLL_BUDGET: u32 = 128;
 
 type Task = Arc<dyn Runnable>;
 
@@ -192,7 +194,7 @@ thread_local! {
     static MAIN_QUEUED: Cell<bool> = const { Cell::new(false) };
     static RUN_QUEUE: RefCell<VecDeque<Job>> = const { RefCell::new(VecDeque::new()) };
     static REGISTRY: RefCell<Registry> = const { RefCell::new(Registry::new()) };
-    static IO_BUDGET_LEFT: Cell<u32> = const { Cell::new(IO_BUDGET) };
+    static POLL_BUDGET_LEFT: Cell<u32> = const { Cell::new(POLL_BUDGET) };
 }
 
 /// Every live task of this thread's executor (so shutdown can drop them).
@@ -301,25 +303,27 @@ pub(crate) fn unregister(header: &Header) {
     }
 }
 
-/// A socket operation may proceed; if this poll used its budget, the task
-/// is woken to run again later and `false` says "return `Pending`". Takes
-/// nothing: only a completed operation is charged ([`charge_io_budget`]),
-/// so a future waiting on many idle sockets can try (and park on) them all.
-pub(crate) fn io_budget_left(cx: &Context<'_>) -> bool {
-    let left = IO_BUDGET_LEFT.with(Cell::get) > 0;
+/// A socket operation (or an elapsed sleep) may complete; if this poll
+/// used its budget, the task is woken to run again later and `false` says
+/// "return `Pending`". Takes nothing: only a completed operation is charged
+/// ([`charge_poll_budget`]), so a future waiting on many idle sockets can
+/// try (and park on) them all.
+pub(crate) fn poll_budget_left(cx: &Context<'_>) -> bool {
+    let left = POLL_BUDGET_LEFT.with(Cell::get) > 0;
     if !left {
         cx.waker().wake_by_ref();
     }
     left
 }
 
-/// Charges one completed socket operation to this poll's budget.
-pub(crate) fn charge_io_budget() {
-    IO_BUDGET_LEFT.with(|left| left.set(left.get().saturating_sub(1)));
+/// Charges one completed socket operation or elapsed sleep to this poll's
+/// budget.
+pub(crate) fn charge_poll_budget() {
+    POLL_BUDGET_LEFT.with(|left| left.set(left.get().saturating_sub(1)));
 }
 
 pub(crate) fn reset_budget() {
-    IO_BUDGET_LEFT.with(|left| left.set(IO_BUDGET));
+    POLL_BUDGET_LEFT.with(|left| left.set(POLL_BUDGET));
 }
 
 pub(crate) fn spawn<F>(future: F) -> Arc<TaskCell<F>>

@@ -297,10 +297,10 @@ impl Future for Sleep {
         // sleeps) still lets the others run.
         if elapsed && !timers.holds_one_due_by(self.deadline) {
             drop(timers);
-            if !executor::io_budget_left(cx) {
+            if !executor::poll_budget_left(cx) {
                 return Poll::Pending;
             }
-            executor::charge_io_budget();
+            executor::charge_poll_budget();
             return Poll::Ready(());
         }
         let entry = Arc::new(Entry::default());

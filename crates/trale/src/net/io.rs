@@ -117,7 +117,7 @@ impl<S: AsRawFd> Io<S> {
             // the budget: refuse at once, as the registration would.
             executor::not_on_an_executor();
         }
-        if !executor::io_budget_left(cx) {
+        if !executor::poll_budget_left(cx) {
             return Poll::Pending;
         }
         loop {
@@ -139,7 +139,7 @@ impl<S: AsRawFd> Io<S> {
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => {
-                    executor::charge_io_budget();
+                    executor::charge_poll_budget();
                     return Poll::Ready(result);
                 }
             }
