@@ -11,11 +11,21 @@
 //! generation that no longer matches and is ignored.
 //!
 //! Each registration is a [`ScheduledIo`]: per direction, a readiness
-//! sequence number and the one waker waiting. An operation notes the
-//! sequence, tries the syscall, and only on `EAGAIN` stores its waker and
-//! re-checks the sequence: an event that arrived between the syscall and
-//! the store bumped it, so the operation retries instead of sleeping through
-//! it. An event bumps the sequence first and takes the waker second.
+//! sequence number and the operations waiting, each with the latest waker
+//! it was polled with. An operation notes the sequence, tries the syscall,
+//! and only on `EAGAIN` stores its waker and re-checks the sequence: an
+//! event that arrived between the syscall and the store bumped it, so the
+//! operation retries instead of sleeping through it. An event bumps the
+//! sequence first and takes the wakers second.
+//!
+//! Why every waiting operation and not one waker per direction: two tasks
+//! reading one shared socket would otherwise hang. The second one's waker
+//! would replace the first's, and with edge-triggered events nothing would
+//! ever wake the first again, however many datagrams arrive after the second
+//! is done. So an event wakes every operation waiting in its direction; those
+//! that find nothing left (`EAGAIN`) wait again. A re-poll of the *same*
+//! operation with a new waker still replaces its old one (the old one is not
+//! woken): one waker per operation, the latest.
 //! `EPOLLERR`/`EPOLLHUP` wake both directions; the next syscall reports the
 //! error or the end of stream, so nothing spins.
 
@@ -26,7 +36,6 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
-use sync_core::AtomicWaker;
 use sync_core::atomic::{AtomicUsize, Ordering};
 use sync_core::sync::{Mutex, MutexGuard};
 
@@ -41,20 +50,69 @@ pub(crate) enum Direction {
     Write,
 }
 
+/// Identifies one waiting operation among the waiters of a direction.
+pub(crate) type WaiterKey = u64;
+
+/// The operations waiting for one direction. The first waiter is stored
+/// inline, so a socket with one reader and one writer never allocates here.
+#[derive(Debug, Default)]
+struct Waiters {
+    next_key: WaiterKey,
+    first: Option<(WaiterKey, Waker)>,
+    more: Vec<(WaiterKey, Waker)>,
+}
+
+impl Waiters {
+    /// Stores `waker` for the operation `key` (a new key if it has none or
+    /// its entry was taken by an event); returns the waker it replaces.
+    fn store(&mut self, key: &mut Option<WaiterKey>, waker: Waker) -> Option<Waker> {
+        if let Some(k) = *key {
+            let mut entry = self.first.iter_mut().chain(self.more.iter_mut());
+            if let Some((_, old)) = entry.find(|(kk, _)| *kk == k) {
+                return Some(std::mem::replace(old, waker));
+            }
+        }
+        let k = *key.get_or_insert_with(|| {
+            self.next_key = self.next_key.wrapping_add(1);
+            self.next_key
+        });
+        if self.first.is_none() {
+            self.first = Some((k, waker));
+        } else {
+            self.more.push((k, waker));
+        }
+        None
+    }
+
+    /// The waker of the operation `key`, if it is still waiting.
+    fn remove(&mut self, key: WaiterKey) -> Option<Waker> {
+        if self.first.as_ref().is_some_and(|(k, _)| *k == key) {
+            return self.first.take().map(|(_, waker)| waker);
+        }
+        let at = self.more.iter().position(|(k, _)| *k == key)?;
+        Some(self.more.swap_remove(at).1)
+    }
+
+    fn take_all(&mut self, wakers: &mut Vec<Waker>) {
+        wakers.extend(self.first.take().map(|(_, w)| w));
+        wakers.extend(self.more.drain(..).map(|(_, w)| w));
+    }
+}
+
 /// Readiness of one registered socket (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct ScheduledIo {
     read_seq: AtomicUsize,
     write_seq: AtomicUsize,
-    read_waker: AtomicWaker,
-    write_waker: AtomicWaker,
+    read_waiters: Mutex<Waiters>,
+    write_waiters: Mutex<Waiters>,
 }
 
 impl ScheduledIo {
-    fn parts(&self, dir: Direction) -> (&AtomicUsize, &AtomicWaker) {
+    fn parts(&self, dir: Direction) -> (&AtomicUsize, &Mutex<Waiters>) {
         match dir {
-            Direction::Read => (&self.read_seq, &self.read_waker),
-            Direction::Write => (&self.write_seq, &self.write_waker),
+            Direction::Read => (&self.read_seq, &self.read_waiters),
+            Direction::Write => (&self.write_seq, &self.write_waiters),
         }
     }
 
@@ -63,19 +121,54 @@ impl ScheduledIo {
         self.parts(dir).0.load(Ordering::Acquire)
     }
 
-    /// After `EAGAIN`: keeps `waker` (the latest one only) and returns
-    /// `true` if the task may sleep, `false` if readiness arrived since
-    /// `seq` and the syscall must be retried.
-    pub(crate) fn park(&self, dir: Direction, seq: usize, waker: &Waker) -> bool {
-        let (counter, slot) = self.parts(dir);
-        slot.register(waker);
-        counter.load(Ordering::Acquire) == seq
+    /// After `EAGAIN`: keeps `waker` as the operation `key`'s one waker
+    /// (giving the operation a key on its first wait) and returns `true` if
+    /// the task may sleep, `false` if readiness arrived since `seq` and the
+    /// syscall must be retried.
+    ///
+    /// The waker it replaces is dropped here, after the lock: a panic of its
+    /// destructor reaches the poll that replaced it, with the new waker kept.
+    pub(crate) fn park(
+        &self,
+        dir: Direction,
+        seq: usize,
+        key: &mut Option<WaiterKey>,
+        waker: &Waker,
+    ) -> bool {
+        let (counter, waiters) = self.parts(dir);
+        let mut waiters = lock(waiters);
+        let same = key.and_then(|k| {
+            let mut all = waiters.first.iter().chain(waiters.more.iter());
+            all.find(|(kk, _)| *kk == k)
+                .map(|(_, w)| w.will_wake(waker))
+        });
+        let replaced = if same == Some(true) {
+            None
+        } else {
+            // Cloned without the lock: a waker's clone is foreign code.
+            drop(waiters);
+            let clone = waker.clone();
+            waiters = lock(self.parts(dir).1);
+            waiters.store(key, clone)
+        };
+        let may_sleep = counter.load(Ordering::Acquire) == seq;
+        drop(waiters);
+        drop(replaced);
+        may_sleep
+    }
+
+    /// The operation `key` is done or dropped: forgets its waker, if an
+    /// event has not taken it already. Called from destructors, so the
+    /// waker's own destructor may not panic out of it.
+    pub(crate) fn unpark(&self, dir: Direction, key: WaiterKey) {
+        let removed = lock(self.parts(dir).1).remove(key);
+        sync_core::unwind::drop_quietly(removed);
     }
 
     fn fire(&self, dir: Direction, wakers: &mut Vec<Waker>) {
-        let (counter, slot) = self.parts(dir);
+        let (counter, waiters) = self.parts(dir);
         counter.fetch_add(1, Ordering::AcqRel);
-        wakers.extend(slot.take());
+        lock(waiters).take_all(wakers);
     }
 }
 
@@ -260,11 +353,94 @@ impl Reactor {
         let mut parked = Vec::new();
         for slot in &lock(&self.io).slots {
             if let Some(io) = &slot.io {
-                parked.extend(io.read_waker.take());
-                parked.extend(io.write_waker.take());
+                lock(&io.read_waiters).take_all(&mut parked);
+                lock(&io.write_waiters).take_all(&mut parked);
             }
         }
         lock(&self.timers).clear(&mut parked);
         parked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WaiterKey, Waiters};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    /// A waker that counts its wakes.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counters(n: usize) -> Vec<Arc<Counter>> {
+        (0..n)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect()
+    }
+
+    fn wakes(all: &[Arc<Counter>]) -> Vec<usize> {
+        all.iter().map(|c| c.0.load(Ordering::Relaxed)).collect()
+    }
+
+    fn fire(waiters: &mut Waiters) {
+        let mut wakers = Vec::new();
+        waiters.take_all(&mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    #[test]
+    fn every_waiting_operation_is_woken_once_with_its_latest_waker() {
+        let c = counters(5);
+        let mut waiters = Waiters::default();
+        let mut keys: Vec<Option<WaiterKey>> = vec![None; 4];
+        for (key, counter) in keys.iter_mut().zip(&c) {
+            assert!(waiters.store(key, Waker::from(counter.clone())).is_none());
+        }
+        // Operation 2 is polled again with another waker: it replaces its own.
+        let replaced = waiters.store(&mut keys[2], Waker::from(c[4].clone()));
+        assert!(replaced.is_some(), "a re-poll must replace, not add");
+        drop(replaced);
+        fire(&mut waiters);
+        assert_eq!(wakes(&c), [1, 1, 0, 1, 1]);
+        fire(&mut waiters);
+        assert_eq!(wakes(&c), [1, 1, 0, 1, 1], "an event takes the wakers");
+        // After an event the same operation waits again under its key.
+        assert!(
+            waiters
+                .store(&mut keys[0], Waker::from(c[0].clone()))
+                .is_none()
+        );
+        fire(&mut waiters);
+        assert_eq!(wakes(&c), [2, 1, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_removed_operation_is_not_woken_and_the_others_are() {
+        for gone in 0..4 {
+            let c = counters(4);
+            let mut waiters = Waiters::default();
+            let mut keys: Vec<Option<WaiterKey>> = vec![None; 4];
+            for (key, counter) in keys.iter_mut().zip(&c) {
+                waiters.store(key, Waker::from(counter.clone()));
+            }
+            let removed = waiters.remove(keys[gone].unwrap());
+            assert!(removed.is_some());
+            assert!(
+                waiters.remove(keys[gone].unwrap()).is_none(),
+                "removed twice"
+            );
+            drop(removed);
+            fire(&mut waiters);
+            let mut expected = [1; 4];
+            expected[gone] = 0;
+            assert_eq!(wakes(&c), expected, "removed operation {gone}");
+            assert!(waiters.remove(keys[(gone + 1) % 4].unwrap()).is_none());
+        }
     }
 }

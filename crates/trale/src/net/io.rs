@@ -1,7 +1,8 @@
 //! A non-blocking std socket plus its registration with one executor.
 
 use crate::executor::{self, ExecutorRef};
-use crate::reactor::{Direction, ScheduledIo};
+use crate::reactor::{Direction, ScheduledIo, WaiterKey};
+use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, OnceLock};
@@ -93,18 +94,36 @@ impl<S: AsRawFd> Io<S> {
     }
 
     /// Runs `op` until it does not say `WouldBlock`; on `WouldBlock`, waits
-    /// for the socket to become ready in `dir` (see `reactor.rs`).
+    /// for the socket to become ready in `dir` (see `reactor.rs`). Every
+    /// socket operation is one call of this: its future is the waiting
+    /// operation that keeps one waker among the direction's waiters, and
+    /// gives its place up when it ends or is dropped.
+    pub(crate) async fn op<R>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut waiting = Waiting {
+            io: self,
+            dir,
+            key: None,
+        };
+        poll_fn(|cx| self.poll_op(cx, dir, &mut waiting.key, &mut op)).await
+    }
+
+    /// One poll of [`Io::op`].
     ///
     /// The socket is registered by its first operation that has to wait,
     /// not by one that completes at once: a socket that never waited is tied
     /// to no executor. Only a completed operation is charged to the poll's
     /// I/O budget, so a future can try (and park on) any number of idle
     /// sockets in one poll.
-    pub(crate) fn poll_op<R>(
+    fn poll_op<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
-        mut op: impl FnMut(&S) -> io::Result<R>,
+        key: &mut Option<WaiterKey>,
+        op: &mut impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let mut io = None;
         if self.registration.get().is_some() {
@@ -125,7 +144,7 @@ impl<S: AsRawFd> Io<S> {
             match op(&self.socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match (io, seq) {
                     (Some(io), Some(seq)) => {
-                        if io.park(dir, seq, cx.waker()) {
+                        if io.park(dir, seq, key, cx.waker()) {
                             return Poll::Pending;
                         }
                     }
@@ -143,6 +162,23 @@ impl<S: AsRawFd> Io<S> {
                     return Poll::Ready(result);
                 }
             }
+        }
+    }
+}
+
+/// An operation's place among its direction's waiters, given up when the
+/// operation's future ends or is dropped (a `select` that took another
+/// branch, an aborted task), so no waker of a finished operation stays.
+struct Waiting<'a, S: AsRawFd> {
+    io: &'a Io<S>,
+    dir: Direction,
+    key: Option<WaiterKey>,
+}
+
+impl<S: AsRawFd> Drop for Waiting<'_, S> {
+    fn drop(&mut self) {
+        if let (Some(key), Some(reg)) = (self.key, self.io.registration.get()) {
+            reg.io.unpark(self.dir, key);
         }
     }
 }

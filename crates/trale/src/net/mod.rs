@@ -4,10 +4,14 @@
 //! (`bind`, `from_std`) is synchronous, like std, and needs no executor; the
 //! first operation that has to wait registers it with the executor it runs
 //! on, where it stays until it is dropped (using it on another executor
-//! later panics with a message). Methods take `&self`, so a reader task and a
-//! writer task can share one socket (one waiter per direction: the latest
-//! waker is the one woken). Every socket type and its futures are `Send`, and
-//! `Sync`.
+//! later panics with a message). Methods take `&self`, so tasks can share
+//! one socket: a reader and a writer, or several readers (two accept loops on
+//! one listener, several receivers on one UDP socket). Each waiting operation
+//! keeps one waker, the latest it was polled with; readiness wakes every
+//! operation waiting in that direction, and those that find nothing left
+//! wait again (so `k` receivers sharing a socket cost up to `k` polls per
+//! datagram). An operation dropped while it waits gives its waker back at
+//! once. Every socket type and its futures are `Send`, and `Sync`.
 //!
 //! A task that keeps finding data (a flooding peer) is made to yield after
 //! 128 completed operations in one poll, so it cannot starve the timers or

@@ -4,7 +4,6 @@ use super::io::Io;
 use crate::reactor::Direction;
 use crate::sys;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -43,8 +42,7 @@ impl TcpListener {
 
     /// Waits for the next connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) =
-            poll_fn(|cx| self.io.poll_op(cx, Direction::Read, |l| l.accept())).await?;
+        let (stream, peer) = self.io.op(Direction::Read, |l| l.accept()).await?;
         Ok((TcpStream::from_std(stream)?, peer))
     }
 }
@@ -83,8 +81,9 @@ impl TcpStream {
         };
         // Connected once writable with no pending error; until then
         // `peer_addr` says "not connected", which we treat as "wait".
-        poll_fn(|cx| {
-            stream.io.poll_op(cx, Direction::Write, |s| {
+        stream
+            .io
+            .op(Direction::Write, |s| {
                 if let Some(e) = sys::take_socket_error(s.as_raw_fd())? {
                     return Err(e);
                 }
@@ -96,8 +95,7 @@ impl TcpStream {
                     Err(e) => Err(e),
                 }
             })
-        })
-        .await?;
+            .await?;
         Ok(stream)
     }
 
@@ -125,21 +123,17 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        poll_fn(|cx| {
-            self.io
-                .poll_op(cx, Direction::Read, |mut s| io::Read::read(&mut s, buf))
-        })
-        .await
+        self.io
+            .op(Direction::Read, |mut s| io::Read::read(&mut s, buf))
+            .await
     }
 
     /// Writes what fits, waiting until something does: the number of bytes
     /// written.
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| {
-            self.io
-                .poll_op(cx, Direction::Write, |mut s| io::Write::write(&mut s, buf))
-        })
-        .await
+        self.io
+            .op(Direction::Write, |mut s| io::Write::write(&mut s, buf))
+            .await
     }
 
     /// Reads exactly `buf.len()` bytes; `UnexpectedEof` if the stream ends

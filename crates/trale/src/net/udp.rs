@@ -3,7 +3,6 @@
 use super::io::Io;
 use crate::reactor::Direction;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -55,27 +54,25 @@ impl UdpSocket {
     /// full.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
         let target = super::resolve_first(target)?;
-        poll_fn(|cx| {
-            self.io
-                .poll_op(cx, Direction::Write, |s| s.send_to(buf, target))
-        })
-        .await
+        self.io
+            .op(Direction::Write, |s| s.send_to(buf, target))
+            .await
     }
 
     /// Receives one datagram; its length and sender. Waits until one
     /// arrives.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Read, |s| s.recv_from(buf))).await
+        self.io.op(Direction::Read, |s| s.recv_from(buf)).await
     }
 
     /// Sends one datagram to the connected peer.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Write, |s| s.send(buf))).await
+        self.io.op(Direction::Write, |s| s.send(buf)).await
     }
 
     /// Receives one datagram from the connected peer.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.io.poll_op(cx, Direction::Read, |s| s.recv(buf))).await
+        self.io.op(Direction::Read, |s| s.recv(buf)).await
     }
 }
 
