@@ -16,7 +16,10 @@
 //! and only on `EAGAIN` stores its waker and re-checks the sequence: an
 //! event that arrived between the syscall and the store bumped it, so the
 //! operation retries instead of sleeping through it. An event bumps the
-//! sequence first and takes the wakers second.
+//! sequence first and takes the wakers second. (Events are handled in
+//! `turn` and operations polled on the executor's one thread, so today the
+//! re-check finds no change; it keeps the protocol right without relying
+//! on that.)
 //!
 //! Why every waiting operation and not one waker per direction: two tasks
 //! reading one shared socket would otherwise hang. The second one's waker
@@ -31,6 +34,7 @@
 
 use crate::sys::{Epoll, Event, EventFd, TimerFd};
 use crate::timer::TimerHeap;
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -51,35 +55,56 @@ pub(crate) enum Direction {
 }
 
 /// Identifies one waiting operation among the waiters of a direction.
+/// Keys only grow, so a smaller key has waited longer.
 pub(crate) type WaiterKey = u64;
 
-/// The operations waiting for one direction. The first waiter is stored
-/// inline, so a socket with one reader and one writer never allocates here.
+/// The operations waiting for one direction, each with its latest waker.
+///
+/// The first waiter is stored inline, so a socket with at most one
+/// operation waiting per direction (one reader, one writer) allocates
+/// nothing here. The others go to a map ordered by key, so finding,
+/// replacing and removing one costs O(log k), and an event wakes them
+/// oldest first: tasks looping on a shared socket take turns, instead of
+/// the one that re-parks first (inside its own poll, before the others are
+/// polled) winning every time.
 #[derive(Debug, Default)]
 struct Waiters {
     next_key: WaiterKey,
     first: Option<(WaiterKey, Waker)>,
-    more: Vec<(WaiterKey, Waker)>,
+    more: BTreeMap<WaiterKey, Waker>,
 }
 
 impl Waiters {
-    /// Stores `waker` for the operation `key` (a new key if it has none or
-    /// its entry was taken by an event); returns the waker it replaces.
+    /// The waker kept for the operation `key`.
+    fn get(&self, key: WaiterKey) -> Option<&Waker> {
+        match &self.first {
+            Some((k, waker)) if *k == key => Some(waker),
+            _ => self.more.get(&key),
+        }
+    }
+
+    /// Stores `waker` for the operation `key` (a new key if it has none; the
+    /// same key again after an event took its entry, so it keeps its age);
+    /// returns the waker it replaces.
     fn store(&mut self, key: &mut Option<WaiterKey>, waker: Waker) -> Option<Waker> {
         if let Some(k) = *key {
-            let mut entry = self.first.iter_mut().chain(self.more.iter_mut());
-            if let Some((_, old)) = entry.find(|(kk, _)| *kk == k) {
+            if let Some((kk, old)) = &mut self.first {
+                if *kk == k {
+                    return Some(std::mem::replace(old, waker));
+                }
+            }
+            if let Some(old) = self.more.get_mut(&k) {
                 return Some(std::mem::replace(old, waker));
             }
         }
         let k = *key.get_or_insert_with(|| {
-            self.next_key = self.next_key.wrapping_add(1);
+            self.next_key += 1;
             self.next_key
         });
-        if self.first.is_none() {
+        if self.first.is_none() && self.more.is_empty() {
             self.first = Some((k, waker));
         } else {
-            self.more.push((k, waker));
+            self.more.insert(k, waker);
         }
         None
     }
@@ -89,13 +114,19 @@ impl Waiters {
         if self.first.as_ref().is_some_and(|(k, _)| *k == key) {
             return self.first.take().map(|(_, waker)| waker);
         }
-        let at = self.more.iter().position(|(k, _)| *k == key)?;
-        Some(self.more.swap_remove(at).1)
+        self.more.remove(&key)
     }
 
+    /// Takes every waker, the longest waiting first.
     fn take_all(&mut self, wakers: &mut Vec<Waker>) {
-        wakers.extend(self.first.take().map(|(_, w)| w));
-        wakers.extend(self.more.drain(..).map(|(_, w)| w));
+        if self.more.is_empty() {
+            wakers.extend(self.first.take().map(|(_, w)| w));
+            return;
+        }
+        if let Some((k, w)) = self.first.take() {
+            self.more.insert(k, w);
+        }
+        wakers.extend(std::mem::take(&mut self.more).into_values());
     }
 }
 
@@ -127,7 +158,8 @@ impl ScheduledIo {
     /// syscall must be retried.
     ///
     /// The waker it replaces is dropped here, after the lock: a panic of its
-    /// destructor reaches the poll that replaced it, with the new waker kept.
+    /// destructor reaches the poll that replaced it (whose operation's
+    /// `Waiting` guard then gives the new waker back as the future unwinds).
     pub(crate) fn park(
         &self,
         dir: Direction,
@@ -137,15 +169,14 @@ impl ScheduledIo {
     ) -> bool {
         let (counter, waiters) = self.parts(dir);
         let mut waiters = lock(waiters);
-        let same = key.and_then(|k| {
-            let mut all = waiters.first.iter().chain(waiters.more.iter());
-            all.find(|(kk, _)| *kk == k)
-                .map(|(_, w)| w.will_wake(waker))
-        });
-        let replaced = if same == Some(true) {
+        let same = key
+            .and_then(|k| waiters.get(k))
+            .is_some_and(|w| w.will_wake(waker));
+        let replaced = if same {
             None
         } else {
-            // Cloned without the lock: a waker's clone is foreign code.
+            // Cloned without the lock: a waker's clone is foreign code (it
+            // may re-enter this socket, or panic).
             drop(waiters);
             let clone = waker.clone();
             waiters = lock(self.parts(dir).1);
@@ -442,5 +473,36 @@ mod tests {
             assert_eq!(wakes(&c), expected, "removed operation {gone}");
             assert!(waiters.remove(keys[(gone + 1) % 4].unwrap()).is_none());
         }
+    }
+
+    #[test]
+    fn an_event_wakes_the_longest_waiting_operation_first() {
+        let c = counters(2);
+        let (a, b) = (Waker::from(c[0].clone()), Waker::from(c[1].clone()));
+        let mut waiters = Waiters::default();
+        let (mut ka, mut kb) = (None, None);
+        // Which waker comes first, told by waking it alone (not `will_wake`,
+        // which compares vtable addresses that Miri does not keep unique).
+        let first_woken = |waiters: &mut Waiters| {
+            let mut woken = Vec::new();
+            waiters.take_all(&mut woken);
+            assert_eq!(woken.len(), 2);
+            let before = wakes(&c);
+            woken.remove(0).wake();
+            let after = wakes(&c);
+            (after[0] - before[0], after[1] - before[1])
+        };
+        waiters.store(&mut ka, a.clone());
+        waiters.store(&mut kb, b.clone());
+        assert_eq!(first_woken(&mut waiters), (1, 0));
+        // B re-parks first (inside its own poll) and takes the inline slot;
+        // A, which waited longer, is still woken first.
+        waiters.store(&mut kb, b.clone());
+        waiters.store(&mut ka, a.clone());
+        assert_eq!(
+            first_woken(&mut waiters),
+            (1, 0),
+            "the newer operation was woken first"
+        );
     }
 }

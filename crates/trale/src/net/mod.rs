@@ -8,7 +8,8 @@
 //! one socket: a reader and a writer, or several readers (two accept loops on
 //! one listener, several receivers on one UDP socket). Each waiting operation
 //! keeps one waker, the latest it was polled with; readiness wakes every
-//! operation waiting in that direction, and those that find nothing left
+//! operation waiting in that direction, the longest waiting first (tasks
+//! looping on a shared socket take turns), and those that find nothing left
 //! wait again (so `k` receivers sharing a socket cost up to `k` polls per
 //! datagram). An operation dropped while it waits gives its waker back at
 //! once. Every socket type and its futures are `Send`, and `Sync`.
