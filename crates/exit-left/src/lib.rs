@@ -83,9 +83,10 @@
 //! traffic, [`Stage::serve`] goes further: the head handles its own
 //! messages itself between reads, so the resource is never left unread
 //! while a promoted follower wakes up, and it *lends* the headship while it
-//! does (a thread that is running and enters meanwhile takes the reading
-//! over at once; see [`Stage::serve`]), so the reading never stays with one
-//! thread that the scheduler preempts on a busy machine.
+//! does, and while it wakes an owner it delivered to (a thread that is
+//! running and enters meanwhile takes the reading over at once; see
+//! [`Stage::serve`]), so the reading never stays with one thread that the
+//! scheduler preempts on a busy machine, nor waits for a wake-up call.
 //!
 //! # Guarantees
 //!
@@ -95,7 +96,8 @@
 //!   unwinding from a panic) promotes the longest-waiting follower and wakes
 //!   exactly that one thread. No follower is skipped twice in a row; none
 //!   starves. The one exception is the headship that [`Stage::serve`] lends
-//!   while its `handle` runs: a thread that enters then heads at once, ahead
+//!   while its `handle` runs or its head wakes an owner: a thread that
+//!   enters then heads at once, ahead
 //!   of the queue, so threads that keep entering through lent headships can
 //!   keep a follower that waits for the headship itself behind them (a
 //!   follower in `serve` or `recv` waits for its mail, which whoever heads

@@ -25,7 +25,7 @@
 //! owners on loopback UDP and two busy threads: p99 round trip 2.9-3.2 ms
 //! and 54-57k datagrams/s without lending, 1.8 ms and 78k with it).
 
-use crate::stage::{Stage, Ticket};
+use crate::stage::{Stage, Ticket, wake_quietly};
 use crate::{Entry, HeadGuard, NotifyOutcome, RecvError, Undelivered};
 use core::ops::ControlFlow;
 use std::hash::Hash;
@@ -97,7 +97,13 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 Entry::Notified => continue,
                 Entry::TimedOut => return self.try_recv(ticket).ok_or(RecvError::TimedOut),
                 Entry::Closed => return self.try_recv(ticket).ok_or(RecvError::Closed),
-                Entry::Head(head) => return head_loop(&head, deadline, &mut read_one),
+                Entry::Head(head) => {
+                    return match head_loop(head, deadline, &mut read_one, false)? {
+                        // Dropping the guard hands the headship on.
+                        Reading::Own(m, _guard) => Ok(m),
+                        Reading::Taken(_) => unreachable!("recv's head does not lend"),
+                    };
+                }
             }
         }
     }
@@ -125,7 +131,15 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// still free, it goes to the longest-waiting follower, with one
     /// wake-up, as a dropped guard's would. So on a busy machine the
     /// reading moves to threads that are running, instead of staying with
-    /// one thread that the scheduler preempts (see the module docs). Nobody
+    /// one thread that the scheduler preempts (see the module docs).
+    ///
+    /// The head also lends the headship while it wakes an owner it
+    /// delivered to (a futex call of a few microseconds for a blocked
+    /// thread): an owner back from its own message takes the reading over
+    /// meanwhile instead of waiting for that call to end, and the former
+    /// head, if it finds the headship taken, serves any own message it holds
+    /// and waits as a follower (measured: up to 1.3x the saturated
+    /// throughput with 32 owners, see `head_loop`). Nobody
     /// reads while `handle` runs unless another thread enters: keep it
     /// short. `handle` may use the stage (it does not head while it runs).
     /// A follower takes its message under the same lock as the wake-up that
@@ -182,8 +196,19 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             };
             let mut head = head;
             loop {
-                let m = head_loop(&head, deadline, &mut read_one)?;
-                let lent = head.lend();
+                let (m, lent) = match head_loop(head, deadline, &mut read_one, true)? {
+                    Reading::Own(m, head) => (m, head.lend()),
+                    Reading::Taken(own) => {
+                        // Another thread reads now: serve the own message
+                        // found meanwhile, if any, then enter again.
+                        if let Some(m) = own {
+                            if let ControlFlow::Break(b) = handle(m) {
+                                return Ok(b);
+                            }
+                        }
+                        break;
+                    }
+                };
                 if let ControlFlow::Break(b) = handle(m) {
                     return Ok(b);
                 }
@@ -196,14 +221,34 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     }
 }
 
+/// Where a head's reading stopped (see [`head_loop`]).
+enum Reading<'s, T: Hash + Eq, R, M> {
+    /// The head's own next message; the guard still heads.
+    Own(M, HeadGuard<'s, T, R, M>),
+    /// While the head lent the headship to wake an owner, another thread
+    /// took it; the head's own message taken out meanwhile, if any.
+    Taken(Option<M>),
+}
+
 /// The head's part of `recv` and `serve`: reads and routes until the head's
-/// own next message. Returning drops nothing itself: the caller's guard
-/// hands the headship on when it is dropped (also while unwinding).
-fn head_loop<T: Hash + Eq, R, M, E>(
-    head: &HeadGuard<'_, T, R, M>,
+/// own next message. An error drops the guard, which hands the headship on
+/// (also while unwinding).
+///
+/// With `lend_while_waking` (`serve`), the head lends the headship while it
+/// wakes an owner it delivered to: the wake-up call (a `futex` system call
+/// for a blocked thread, a few microseconds) is then off the reading's
+/// path, since a thread that enters meanwhile (an owner back from its own
+/// message, typically) takes the reading over at once. Measured (loopback
+/// UDP, `serve` against itself without this, same process, 15 rounds):
+/// 1.14x quiet and 1.33x loaded saturated throughput with 32 owners, 1.01x
+/// and 1.04x with 8. `recv` keeps the headship while it wakes, as its
+/// contract says.
+fn head_loop<'s, T: Hash + Eq, R, M, E>(
+    mut head: HeadGuard<'s, T, R, M>,
     deadline: Option<Instant>,
     read_one: &mut impl FnMut(&R) -> Result<Option<(T, M)>, E>,
-) -> Result<M, RecvError<E>> {
+    lend_while_waking: bool,
+) -> Result<Reading<'s, T, R, M>, RecvError<E>> {
     // Before every read, the head looks at its own mailbox (another thread
     // may have delivered to it) and at `close`: however busy the resource
     // is with others' traffic, both are noticed between two reads. Routing
@@ -211,7 +256,7 @@ fn head_loop<T: Hash + Eq, R, M, E>(
     let (mut own, mut closed) = head.own_and_closed();
     loop {
         if let Some(m) = own {
-            return Ok(m);
+            return Ok(Reading::Own(m, head));
         }
         if closed {
             return Err(RecvError::Closed);
@@ -219,10 +264,26 @@ fn head_loop<T: Hash + Eq, R, M, E>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RecvError::TimedOut);
         }
-        (own, closed) = match read_one(head.resource()) {
+        let routed = match read_one(head.resource()) {
             Err(e) => return Err(RecvError::Read(e)),
-            Ok(None) => head.own_and_closed(),
-            Ok(Some((to, message))) => head.stage().route_as_head(to, message),
+            Ok(None) => None,
+            Ok(Some((to, message))) => Some(head.stage().route_as_head(to, message)),
         };
+        let Some((routed_own, routed_closed, wake)) = routed else {
+            (own, closed) = head.own_and_closed();
+            continue;
+        };
+        (own, closed) = (routed_own, routed_closed);
+        let Some(wake) = wake else { continue };
+        if !lend_while_waking {
+            wake_quietly(wake);
+            continue;
+        }
+        let lent = head.lend();
+        wake_quietly(wake);
+        match lent.reclaim() {
+            Some(again) => head = again,
+            None => return Ok(Reading::Taken(own)),
+        }
     }
 }

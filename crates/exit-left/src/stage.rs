@@ -15,7 +15,8 @@
 //! - `Free`: nobody heads, and the next `enter` that has no notification
 //!   waiting for it takes the headship on the spot. The FIFO is empty, except
 //!   while `serve` lends the headship (its head frees it while it handles
-//!   its own message; see `mailbox.rs`): then followers may be queued, and a
+//!   its own message, and while it wakes an owner it delivered to; see
+//!   `mailbox.rs`): then followers may be queued, and a
 //!   thread that enters heads ahead of them (leaving the queue first if a
 //!   leaked future had left its slot there).
 //! - `Held`: a [`HeadGuard`] exists. `slot` is the ticket it came from (gone
@@ -627,9 +628,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// `recv`'s and `serve`'s head routing one item it read, under one
     /// lock: delivers it (or counts it as unrouted), and returns the head's
     /// own next message (the item itself, if it was the head's) and whether
-    /// the stage is closed. Takes the token, so that its drop (user code)
-    /// runs here, while the own message is still guarded.
-    pub(crate) fn route_as_head(&self, token: T, message: M) -> (Option<M>, bool) {
+    /// the stage is closed, and the owner's wake-up, if it needs one, for
+    /// the caller to make (after lending the headship, in `serve`). Takes
+    /// the token, so that its drop (user code) runs here, while the own
+    /// message is still guarded.
+    pub(crate) fn route_as_head(&self, token: T, message: M) -> (Option<M>, bool, Option<Waker>) {
         let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
         let (wake, unrouted) = match self.find(&st, &token, hash) {
@@ -657,12 +660,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // User code after the lock. The own message is out of its mailbox
         // meanwhile: should a `Drop` below panic, `PutBack` returns it to
         // the front of the mailbox instead of losing it in the unwind.
-        if let Some(w) = wake {
-            wake_quietly(w);
-        }
         drop(unrouted);
         drop(token);
-        (own.map(PutBack::disarm), closed)
+        (own.map(PutBack::disarm), closed, wake)
     }
 
     /// A notification (with `mail`: a delivery) for the registered slot

@@ -154,3 +154,70 @@ fn close_races_a_lending_serve_and_a_waiting_follower() {
         left_behind(&stage);
     });
 }
+
+/// `serve` lends the headship while its head wakes an owner it delivered
+/// to. Here the owner, woken with its message, enters again at once: it
+/// may head during that wake-up (the lender's reclaim then fails and it
+/// waits as a follower for its own message), queue behind the lender and
+/// time out, or head after `serve` ended. Never two heads; the lender
+/// handles its message; the owner gets its own; nothing is left behind.
+#[test]
+fn an_owner_entering_while_serve_wakes_it_may_take_the_headship() {
+    model(|| {
+        // Read first: (1, 9), the owner's; then (0, 2), the lender's.
+        let stage: Arc<S> = Arc::new(Stage::with_mailbox(std::sync::Mutex::new(vec![
+            (0, 2),
+            (1, 9),
+        ])));
+        let heads = Arc::new(AtomicUsize::new(0));
+        let owner = {
+            let (stage, heads) = (Arc::clone(&stage), Arc::clone(&heads));
+            thread::spawn(move || {
+                let mut t1 = stage.ticket(1).unwrap();
+                // Queue behind the lender, which reads only once this
+                // ticket waits: the delivery of 9 wakes it.
+                while !stage.is_headed() {
+                    thread::yield_now();
+                }
+                match stage.enter(&mut t1, None) {
+                    Entry::Notified => {}
+                    other => panic!("the owner expected its message, got {other:?}"),
+                }
+                assert_eq!(stage.try_recv(&mut t1), Some(9));
+                match stage.enter(&mut t1, SOON) {
+                    Entry::Head(g) => {
+                        heading(&heads);
+                        drop(g);
+                    }
+                    Entry::TimedOut => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        let mut t0 = stage.ticket(0).unwrap();
+        let mut first = true;
+        let mut handled = Vec::new();
+        let out = stage.serve(
+            &mut t0,
+            None,
+            |s: &Script| {
+                if std::mem::take(&mut first) {
+                    while stage.waiting() < 1 {
+                        thread::yield_now();
+                    }
+                }
+                heading(&heads);
+                Ok::<_, ()>(Some(s.lock().unwrap().pop().expect("read only twice")))
+            },
+            |m| {
+                handled.push(m);
+                std::ops::ControlFlow::Break(())
+            },
+        );
+        assert_eq!(out, Ok(()));
+        assert_eq!(handled, [2]);
+        drop(t0);
+        owner.join().unwrap();
+        left_behind(&stage);
+    });
+}

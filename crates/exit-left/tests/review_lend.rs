@@ -1029,3 +1029,125 @@ fn serve_recv_and_raw_enter_share_one_stage_every_message_once_in_order() {
         quiet(&stage);
     }
 }
+
+// ---------------------------------------------------------------------------
+// `serve` lends the headship while its head wakes an owner it delivered to.
+// ---------------------------------------------------------------------------
+
+/// A waker that, when woken, lets another thread enter the stage and waits
+/// (bounded) until it reports whether it headed: it runs on the serving
+/// thread, inside the head's wake-up call.
+struct LetInAndWait {
+    go: Mutex<mpsc::Sender<()>>,
+    headed: Mutex<mpsc::Receiver<bool>>,
+    took_over: AtomicUsize,
+}
+
+impl Wake for LetInAndWait {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.go.lock().unwrap().send(());
+        let headed = self
+            .headed
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
+        if headed == Ok(true) {
+            self.took_over.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// While `serve`'s head wakes an owner (here an async follower, whose
+/// waker lets a third thread in), the headship is lent: the third thread
+/// heads at once, reads the next item (`serve`'s own) and delivers it;
+/// `serve` goes on as a follower and gets it. Before `serve` lent while
+/// waking, the third thread waited behind the head until `serve` returned.
+#[test]
+fn a_thread_entering_while_serve_wakes_an_owner_heads_and_serve_follows() {
+    let _w = watchdog("a_thread_entering_while_serve_wakes_an_owner_heads_and_serve_follows");
+    assert_eq!(lend_while_waking_to_a_third_thread(false), [2]);
+}
+
+/// The same, with a message delivered to `serve`'s own mailbox while its
+/// head reads: routing takes it out, and `serve`, no longer heading once
+/// the wake-up returns, still handles it, first.
+#[test]
+fn an_own_message_taken_out_while_the_headship_was_taken_is_still_served() {
+    let _w = watchdog("an_own_message_taken_out_while_the_headship_was_taken_is_still_served");
+    assert_eq!(lend_while_waking_to_a_third_thread(true), [5, 2]);
+}
+
+/// The scenario of the two tests above; returns what `serve` handled.
+fn lend_while_waking_to_a_third_thread(deliver_own_meanwhile: bool) -> Vec<u32> {
+    let stage = stage(&[(1, 9), (0, 2)]);
+    let mut t0 = stage.ticket(0).unwrap();
+    let mut t1 = stage.ticket(1).unwrap();
+    let mut t2 = stage.ticket(2).unwrap();
+    let (go_tx, go_rx) = mpsc::channel();
+    let (headed_tx, headed_rx) = mpsc::channel();
+    let waker_state = Arc::new(LetInAndWait {
+        go: Mutex::new(go_tx),
+        headed: Mutex::new(headed_rx),
+        took_over: AtomicUsize::new(0),
+    });
+    let waker = Waker::from(Arc::clone(&waker_state));
+    let mut handled = Vec::new();
+    thread::scope(|s| {
+        let stage = &stage;
+        let t2 = &mut t2;
+        let third = s.spawn(move || {
+            go_rx.recv().unwrap();
+            match stage.enter(t2, LONG) {
+                Entry::Head(head) => {
+                    headed_tx.send(true).unwrap();
+                    // Holds the headship until `serve`, back from the
+                    // wake-up, has found it taken and waits as a follower.
+                    until_waiting(stage, 1);
+                    let item = head.resource().lock().unwrap().pop();
+                    if let Some((to, m)) = item {
+                        assert!(head.deliver(&to, m).is_ok());
+                    }
+                    Got::Head
+                }
+                other => {
+                    headed_tx.send(false).unwrap();
+                    got(other)
+                }
+            }
+        });
+        let mut f1 = stage.enter_async(&mut t1);
+        let out = stage.serve(
+            &mut t0,
+            LONG,
+            read_after(|| {
+                assert!(poll_once(&mut f1, &waker).is_pending());
+                if deliver_own_meanwhile {
+                    assert_eq!(stage.deliver(&0, 5).unwrap(), NotifyOutcome::Recorded);
+                }
+            }),
+            |m| {
+                handled.push(m);
+                if m == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        assert_eq!(out, Ok(()));
+        assert_eq!(
+            waker_state.took_over.load(Ordering::SeqCst),
+            1,
+            "the third thread did not head while serve woke the owner"
+        );
+        assert_eq!(third.join().unwrap(), Got::Head);
+        assert!(matches!(ready(&mut f1, &waker), Entry::Notified));
+    });
+    assert_eq!(stage.try_recv(&mut t1), Some(9));
+    assert_eq!(left(&stage), 0);
+    quiet(&stage);
+    handled
+}
