@@ -626,13 +626,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     }
 
     /// `recv`'s and `serve`'s head routing one item it read, under one
-    /// lock: delivers it (or counts it as unrouted), and returns the head's
-    /// own next message (the item itself, if it was the head's) and whether
-    /// the stage is closed, and the owner's wake-up, if it needs one, for
-    /// the caller to make (after lending the headship, in `serve`). Takes
-    /// the token, so that its drop (user code) runs here, while the own
-    /// message is still guarded.
-    pub(crate) fn route_as_head(&self, token: T, message: M) -> (Option<M>, bool, Option<Waker>) {
+    /// lock: delivers it (or counts it as unrouted), and returns what the
+    /// head needs next ([`Routed`]). Takes the token, so that its drop (user
+    /// code) runs here, while the own message is still guarded.
+    pub(crate) fn route_as_head(&self, token: T, message: M) -> Routed<M> {
         let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
         let (wake, unrouted) = match self.find(&st, &token, hash) {
@@ -646,15 +643,25 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 (None, Some(message))
             }
         };
-        let own = match st.headship {
-            Headship::Held { slot: Some(id), .. } => st
-                .table
-                .slot_mut(id)
-                .inbox
-                .pop_front()
-                .map(|m| PutBack::new(self, id, m)),
-            _ => None,
+        let (own, head_has_ticket) = match st.headship {
+            Headship::Held { slot: Some(id), .. } => (
+                st.table
+                    .slot_mut(id)
+                    .inbox
+                    .pop_front()
+                    .map(|m| PutBack::new(self, id, m)),
+                true,
+            ),
+            _ => (None, false),
         };
+        // Tickets neither queued, nor the head's, nor the one being woken:
+        // their threads may be running (or idle outside the stage).
+        let others_out = st
+            .table
+            .registered()
+            .saturating_sub(st.table.queued())
+            .saturating_sub(usize::from(head_has_ticket))
+            .saturating_sub(usize::from(wake.is_some()));
         let closed = st.closed;
         drop(st);
         // User code after the lock. The own message is out of its mailbox
@@ -662,7 +669,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // the front of the mailbox instead of losing it in the unwind.
         drop(unrouted);
         drop(token);
-        (own.map(PutBack::disarm), closed, wake)
+        Routed {
+            own: own.map(PutBack::disarm),
+            closed,
+            wake,
+            others_out: others_out > 0,
+        }
     }
 
     /// A notification (with `mail`: a delivery) for the registered slot
@@ -711,6 +723,24 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         st.counters.count(outcome);
         (outcome, wake)
     }
+}
+
+/// What a head's routing of one item leaves it with
+/// ([`Stage::route_as_head`]).
+pub(crate) struct Routed<M> {
+    /// The head's own next message (the item itself, if it was the head's).
+    pub(crate) own: Option<M>,
+    /// Whether the stage is closed.
+    pub(crate) closed: bool,
+    /// The owner's wake-up, if it needs one, for the caller to make (after
+    /// lending the headship, in `serve`).
+    pub(crate) wake: Option<Waker>,
+    /// Whether some other ticket is outside the FIFO (not the head's, not
+    /// the one being woken): a thread that may enter while the head wakes
+    /// the owner. With none, lending the headship for the wake-up could
+    /// only hand the reading to the owner being woken, which costs a switch
+    /// and buys nothing.
+    pub(crate) others_out: bool,
 }
 
 impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {

@@ -195,6 +195,9 @@ fn an_owner_entering_while_serve_wakes_it_may_take_the_headship() {
             })
         };
         let mut t0 = stage.ticket(0).unwrap();
+        // A ticket outside the FIFO (a thread that might be running): with
+        // none, the head would not lend while it wakes the owner.
+        let idle = stage.ticket(2).unwrap();
         let mut first = true;
         let mut handled = Vec::new();
         let out = stage.serve(
@@ -216,7 +219,7 @@ fn an_owner_entering_while_serve_wakes_it_may_take_the_headship() {
         );
         assert_eq!(out, Ok(()));
         assert_eq!(handled, [2]);
-        drop(t0);
+        drop((t0, idle));
         owner.join().unwrap();
         left_behind(&stage);
     });

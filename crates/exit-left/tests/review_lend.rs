@@ -1151,3 +1151,51 @@ fn lend_while_waking_to_a_third_thread(deliver_own_meanwhile: bool) -> Vec<u32> 
     quiet(&stage);
     handled
 }
+
+/// A waker that records whether the stage was headed when it was woken.
+struct HeadedWhenWoken {
+    stage: Arc<S>,
+    headed: Mutex<Option<bool>>,
+}
+
+impl Wake for HeadedWhenWoken {
+    fn wake(self: Arc<Self>) {
+        *self.headed.lock().unwrap() = Some(self.stage.is_headed());
+    }
+}
+
+/// `serve`'s head lends the headship while it wakes an owner only if some
+/// other ticket is outside the FIFO (a thread that might enter meanwhile):
+/// with just the head's ticket and the owner's, lending could only move the
+/// reading to the owner being woken, a switch for nothing.
+#[test]
+fn serve_lends_while_waking_only_if_another_ticket_is_out() {
+    let _w = watchdog("serve_lends_while_waking_only_if_another_ticket_is_out");
+    for other_out in [false, true] {
+        let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
+        let probe = Arc::new(HeadedWhenWoken {
+            stage: Arc::clone(&stage),
+            headed: Mutex::new(None),
+        });
+        let waker = Waker::from(Arc::clone(&probe));
+        let mut t0 = stage.ticket(0).unwrap();
+        let mut t1 = stage.ticket(1).unwrap();
+        let t2 = other_out.then(|| stage.ticket(2).unwrap());
+        let mut f1 = stage.enter_async(&mut t1);
+        let out = stage.serve(
+            &mut t0,
+            LONG,
+            read_after(|| assert!(poll_once(&mut f1, &waker).is_pending())),
+            ControlFlow::Break,
+        );
+        assert_eq!(out, Ok(2));
+        assert_eq!(
+            *probe.headed.lock().unwrap(),
+            Some(!other_out),
+            "headed while waking the owner, with another ticket out: {other_out}"
+        );
+        assert!(matches!(ready(&mut f1, &waker), Entry::Notified));
+        drop((f1, t0, t2));
+        assert_eq!(stage.try_recv(&mut t1), Some(9));
+    }
+}
