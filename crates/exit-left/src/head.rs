@@ -104,8 +104,9 @@ impl<T: Hash + Eq, R, M> HeadGuard<'_, T, R, M> {
 
 impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// Frees the headship without promoting anyone, for `serve` while it
-    /// handles its own message: a thread that enters meanwhile heads at
-    /// once. The returned [`Lent`] takes it back or passes it on.
+    /// handles its own message or wakes an owner: a thread that enters
+    /// meanwhile heads at once. The returned [`Lent`] takes it back or
+    /// passes it on.
     pub(crate) fn lend(self) -> Lent<'s, T, R, M> {
         let stage = self.stage;
         let mut st = stage.lock();
@@ -124,7 +125,8 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     }
 }
 
-/// A headship `serve` freed while it handles its own message. Dropping it
+/// A headship `serve` freed while it handles its own message or wakes an
+/// owner. Dropping it
 /// (also while unwinding) hands a still-free headship to the longest-waiting
 /// follower, as dropping the guard would have.
 pub(crate) struct Lent<'s, T: Hash + Eq, R, M> {
@@ -136,21 +138,36 @@ pub(crate) struct Lent<'s, T: Hash + Eq, R, M> {
 
 impl<'s, T: Hash + Eq, R, M> Lent<'s, T, R, M> {
     /// Heads again if nobody took the headship meanwhile (and the stage is
-    /// open); `None` if another thread heads now.
+    /// open); `None` if another thread heads now, or the stage closed.
     pub(crate) fn reclaim(self) -> Option<HeadGuard<'s, T, R, M>> {
+        self.reclaim_looking(false).map(|(head, _)| head)
+    }
+
+    /// [`reclaim`](Self::reclaim), also taking the head's next own message
+    /// under the same lock: whoever headed meanwhile may have delivered it,
+    /// and the head looks at its mailbox before every read.
+    pub(crate) fn reclaim_with_mail(self) -> Option<(HeadGuard<'s, T, R, M>, Option<M>)> {
+        self.reclaim_looking(true)
+    }
+
+    fn reclaim_looking(self, take_mail: bool) -> Option<(HeadGuard<'s, T, R, M>, Option<M>)> {
         let stage = self.stage;
         let mut st = stage.lock();
         let again = st.headship == Headship::Free && !st.closed;
+        let mut own = None;
         if again {
             st.headship = Headship::Held {
                 slot: self.slot,
                 thread: self.thread,
             };
+            if let (true, Some(id)) = (take_mail, self.slot) {
+                own = st.table.slot_mut(id).inbox.pop_front();
+            }
         }
         drop(st);
         if again {
             core::mem::forget(self);
-            Some(HeadGuard::new(stage))
+            Some((HeadGuard::new(stage), own))
         } else {
             None
         }

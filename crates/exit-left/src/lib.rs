@@ -83,10 +83,11 @@
 //! traffic, [`Stage::serve`] goes further: the head handles its own
 //! messages itself between reads, so the resource is never left unread
 //! while a promoted follower wakes up, and it *lends* the headship while it
-//! does, and while it wakes an owner it delivered to (a thread that is
-//! running and enters meanwhile takes the reading over at once; see
-//! [`Stage::serve`]), so the reading never stays with one thread that the
-//! scheduler preempts on a busy machine, nor waits for a wake-up call.
+//! does, and while it wakes an owner it delivered to if another thread
+//! may be running (a thread that enters meanwhile takes the reading over
+//! at once; see [`Stage::serve`]), so the reading never stays with one
+//! thread that the scheduler preempts on a busy machine, nor waits for a
+//! wake-up call.
 //!
 //! # Guarantees
 //!

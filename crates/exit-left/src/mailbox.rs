@@ -135,10 +135,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     ///
     /// The head also lends the headship while it wakes an owner it
     /// delivered to (a futex call of a few microseconds for a blocked
-    /// thread): an owner back from its own message takes the reading over
-    /// meanwhile instead of waiting for that call to end, and the former
-    /// head, if it finds the headship taken, serves any own message it holds
-    /// and waits as a follower (measured: up to 1.3x the saturated
+    /// thread), if some other ticket is outside the FIFO (its thread may
+    /// enter meanwhile): an owner back from its own message takes the
+    /// reading over instead of waiting for that call to end, and the former
+    /// head, if it finds the headship taken, serves any own message it
+    /// holds and waits as a follower (measured: up to 1.3x the saturated
     /// throughput with 32 owners, see `head_loop`). Nobody
     /// reads while `handle` runs unless another thread enters: keep it
     /// short. `handle` may use the stage (it does not head while it runs).
@@ -199,8 +200,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 let (m, lent) = match head_loop(head, deadline, &mut read_one, true)? {
                     Reading::Own(m, head) => (m, head.lend()),
                     Reading::Taken(own) => {
-                        // Another thread reads now: serve the own message
-                        // found meanwhile, if any, then enter again.
+                        // Another thread heads now (or the stage closed):
+                        // serve the own message found meanwhile, if any,
+                        // then enter again.
                         if let Some(m) = own {
                             if let ControlFlow::Break(b) = handle(m) {
                                 return Ok(b);
@@ -226,7 +228,8 @@ enum Reading<'s, T: Hash + Eq, R, M> {
     /// The head's own next message; the guard still heads.
     Own(M, HeadGuard<'s, T, R, M>),
     /// While the head lent the headship to wake an owner, another thread
-    /// took it; the head's own message taken out meanwhile, if any.
+    /// took it (or the stage closed); the head's own message taken out
+    /// meanwhile, if any.
     Taken(Option<M>),
 }
 
@@ -286,8 +289,18 @@ fn head_loop<'s, T: Hash + Eq, R, M, E>(
         }
         let lent = head.lend();
         wake_quietly(wake);
-        match lent.reclaim() {
-            Some(again) => head = again,
+        // Taking it back, the head also looks at its mailbox (whoever
+        // headed meanwhile may have delivered to it), unless the routing
+        // already gave it its next own message.
+        let reclaimed = match own {
+            Some(_) => lent.reclaim().map(|again| (again, None)),
+            None => lent.reclaim_with_mail(),
+        };
+        match reclaimed {
+            Some((again, mail)) => {
+                head = again;
+                own = own.or(mail);
+            }
             None => return Ok(Reading::Taken(own)),
         }
     }

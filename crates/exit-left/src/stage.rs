@@ -665,14 +665,17 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         let closed = st.closed;
         drop(st);
         // User code after the lock. The own message is out of its mailbox
-        // meanwhile: should a `Drop` below panic, `PutBack` returns it to
-        // the front of the mailbox instead of losing it in the unwind.
+        // meanwhile, and the owner is out of the FIFO with its wake-up
+        // still to come: should a `Drop` below panic, `PutBack` returns the
+        // message to the front of the mailbox and `OwedWake` makes the
+        // wake-up, instead of losing either in the unwind.
+        let owed = OwedWake(wake);
         drop(unrouted);
         drop(token);
         Routed {
             own: own.map(PutBack::disarm),
             closed,
-            wake,
+            wake: owed.take(),
             others_out: others_out > 0,
         }
     }
@@ -722,6 +725,26 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         };
         st.counters.count(outcome);
         (outcome, wake)
+    }
+}
+
+/// A wake-up owed to a thread already taken out of the FIFO: made
+/// (quietly) if the guard is dropped without being taken, so that a panic
+/// of user code between the lock and the caller's wake-up (a token's or an
+/// unrouted item's `Drop`) cannot lose it.
+struct OwedWake(Option<Waker>);
+
+impl OwedWake {
+    fn take(mut self) -> Option<Waker> {
+        self.0.take()
+    }
+}
+
+impl Drop for OwedWake {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            wake_quietly(w);
+        }
     }
 }
 
