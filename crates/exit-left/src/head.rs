@@ -126,9 +126,8 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
 }
 
 /// A headship `serve` freed while it handles its own message or wakes an
-/// owner. Dropping it
-/// (also while unwinding) hands a still-free headship to the longest-waiting
-/// follower, as dropping the guard would have.
+/// owner. Dropping it (also while unwinding) hands a still-free headship to
+/// the longest-waiting follower, as dropping the guard would have.
 pub(crate) struct Lent<'s, T: Hash + Eq, R, M> {
     stage: &'s Stage<T, R, M>,
     slot: Option<crate::table::SlotId>,

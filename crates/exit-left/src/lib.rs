@@ -98,11 +98,10 @@
 //!   exactly that one thread. No follower is skipped twice in a row; none
 //!   starves. The one exception is the headship that [`Stage::serve`] lends
 //!   while its `handle` runs or its head wakes an owner: a thread that
-//!   enters then heads at once, ahead
-//!   of the queue, so threads that keep entering through lent headships can
-//!   keep a follower that waits for the headship itself behind them (a
-//!   follower in `serve` or `recv` waits for its mail, which whoever heads
-//!   delivers).
+//!   enters then heads at once, ahead of the queue, so threads that keep
+//!   entering through lent headships can keep a follower that waits for
+//!   the headship itself behind them (a follower in `serve` or `recv` waits
+//!   for its mail, which whoever heads delivers).
 //! - **Nothing lost.** A notification for a ticket that is not waiting (also
 //!   the head's own) is recorded and returned by its next `enter`. A
 //!   notification beats a promotion: the promoted follower returns

@@ -16,9 +16,9 @@
 //!   waiting for it takes the headship on the spot. The FIFO is empty, except
 //!   while `serve` lends the headship (its head frees it while it handles
 //!   its own message, and while it wakes an owner it delivered to; see
-//!   `mailbox.rs`): then followers may be queued, and a
-//!   thread that enters heads ahead of them (leaving the queue first if a
-//!   leaked future had left its slot there).
+//!   `mailbox.rs`): then followers may be queued, and a thread that enters
+//!   heads ahead of them (leaving the queue first if a leaked future had
+//!   left its slot there).
 //! - `Held`: a [`HeadGuard`] exists. `slot` is the ticket it came from (gone
 //!   if that ticket was dropped), `thread` the thread that holds it (the guard
 //!   is `!Send`), so that an `enter` from that thread panics instead of
