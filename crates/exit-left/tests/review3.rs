@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{LONG, poll_once, watchdog};
+use common::{LONG, Tok, poll_once, tok, watchdog};
 use exit_left::{Entry, NotifyOutcome, Stage};
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
@@ -226,36 +226,6 @@ fn finding_2_routing_loses_the_heads_own_message_when_an_unrouted_drop_panics() 
 // loses the message: read from the resource, routed to the head, popped,
 // dropped.
 // ---------------------------------------------------------------------------
-
-/// A token whose `Drop` panics while armed; `Hash`/`Eq` look at `id` only.
-#[derive(Debug)]
-struct Tok {
-    id: u32,
-    armed: bool,
-}
-
-fn tok(id: u32) -> Tok {
-    Tok { id, armed: false }
-}
-
-impl PartialEq for Tok {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-impl Eq for Tok {}
-impl Hash for Tok {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-impl Drop for Tok {
-    fn drop(&mut self) {
-        if self.armed && !std::thread::panicking() {
-            panic!("review3: this token's drop panics");
-        }
-    }
-}
 
 #[test]
 fn finding_3_a_panicking_drop_of_the_read_token_loses_the_heads_message() {

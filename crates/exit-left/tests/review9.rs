@@ -12,9 +12,9 @@
 
 mod common;
 
-use common::{Got, LONG, got, iters, poll_once, until_waiting, watchdog};
+use common::{Got, LONG, Tok, armed, got, iters, poll_once, tok, until_waiting, watchdog};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage, Ticket};
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -81,40 +81,6 @@ fn once_headed<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>) {
 // it out to wake after `lend`; or drop `unrouted`/`token` only after the
 // caller has woken the owner (return them in `Routed` too).
 // ===========================================================================
-
-/// A token whose `Drop` panics while armed; `Hash`/`Eq` look at `id` only.
-#[derive(Debug)]
-struct Tok {
-    id: u32,
-    armed: bool,
-}
-
-fn tok(id: u32) -> Tok {
-    Tok { id, armed: false }
-}
-
-fn armed(id: u32) -> Tok {
-    Tok { id, armed: true }
-}
-
-impl PartialEq for Tok {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-impl Eq for Tok {}
-impl Hash for Tok {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-impl Drop for Tok {
-    fn drop(&mut self) {
-        if self.armed && !thread::panicking() {
-            panic!("review9: this token's drop panics");
-        }
-    }
-}
 
 type TS = Stage<Tok, (), u32>;
 

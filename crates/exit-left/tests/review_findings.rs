@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Got, LONG, Rng, got, poll_once, until_waiting, watchdog};
+use common::{Got, LONG, Rng, Tok, got, poll_once, tok, until_waiting, watchdog};
 use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Stage};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -174,48 +174,12 @@ fn notified_despite_a_panicking_drop<'s>(
 // a blocking one without a time-out waits forever and nobody reads.
 // ---------------------------------------------------------------------------
 
-/// A token whose `Drop` can panic; `Hash`/`Eq` look at `id` only.
-#[derive(Debug)]
-struct Tok {
-    id: u32,
-    panic_on_drop: bool,
-}
-fn tok(id: u32) -> Tok {
-    Tok {
-        id,
-        panic_on_drop: false,
-    }
-}
-impl PartialEq for Tok {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-impl Eq for Tok {}
-impl Hash for Tok {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-impl Drop for Tok {
-    fn drop(&mut self) {
-        if self.panic_on_drop && !thread::panicking() {
-            panic!("deliberate: a token's drop panics");
-        }
-    }
-}
-
 #[test]
 fn a_panicking_token_drop_does_not_swallow_a_forwarded_promotion() {
     let _w = watchdog("a_panicking_token_drop_does_not_swallow_a_forwarded_promotion");
     let stage: Stage<Tok, ()> = Stage::new(());
     let mut h = stage.ticket(tok(0)).unwrap();
-    let mut x = stage
-        .ticket(Tok {
-            id: 1,
-            panic_on_drop: true,
-        })
-        .unwrap();
+    let mut x = stage.ticket(Tok { id: 1, armed: true }).unwrap();
     let mut y = stage.ticket(tok(2)).unwrap();
     let head = stage.enter(&mut h, None);
     let task_x = HostileWaker::new(Misbehaviour::None);

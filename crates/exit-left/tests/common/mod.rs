@@ -63,3 +63,44 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A token whose `Drop` panics while armed (never while its thread already
+/// unwinds); `Hash`/`Eq` look at `id` only. For the stage's rule that user
+/// code (a token's drop) runs after its lock and loses nothing.
+#[derive(Debug)]
+pub struct Tok {
+    pub id: u32,
+    pub armed: bool,
+}
+
+/// A token whose drop does not panic.
+pub fn tok(id: u32) -> Tok {
+    Tok { id, armed: false }
+}
+
+/// A token whose drop panics.
+pub fn armed(id: u32) -> Tok {
+    Tok { id, armed: true }
+}
+
+impl PartialEq for Tok {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Tok {}
+
+impl std::hash::Hash for Tok {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl Drop for Tok {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("deliberate: this token's drop panics");
+        }
+    }
+}
