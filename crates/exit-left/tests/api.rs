@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::script::{Items, items, read};
 use common::{LONG, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage, TicketError, Undelivered};
 use std::sync::Arc;
@@ -441,16 +442,6 @@ fn an_entry_after_a_leaked_future_takes_its_wait_over() {
     drop(head);
     drop((a, b));
     assert_eq!(stage.tickets(), 1);
-}
-
-type Items = std::sync::Mutex<Vec<(u32, u32)>>;
-
-fn items(list: &[(u32, u32)]) -> Items {
-    std::sync::Mutex::new(list.iter().rev().copied().collect())
-}
-
-fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
-    Ok(r.lock().unwrap().pop())
 }
 
 #[test]

@@ -12,9 +12,9 @@
 
 mod common;
 
+use common::script::{Items, Probe, S, left, once_headed, quiet, read, stage};
 use common::{Got, LONG, Tok, armed, got, iters, poll_once, tok, until_waiting, watchdog};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage, Ticket};
-use std::hash::Hash;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -22,41 +22,6 @@ use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 use testkit::{HostileWaker, Misbehaviour, ReentrantWaker};
-
-/// A stand-in for a socket: `(to, message)` items, read in list order.
-type Items = Mutex<Vec<(u32, u32)>>;
-type S = Stage<u32, Items, u32>;
-
-fn items(list: &[(u32, u32)]) -> Items {
-    Mutex::new(list.iter().rev().copied().collect())
-}
-
-fn stage(list: &[(u32, u32)]) -> S {
-    Stage::with_mailbox(items(list))
-}
-
-fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
-    Ok(r.lock().unwrap().pop())
-}
-
-fn left(stage: &S) -> usize {
-    stage.resource().lock().unwrap().len()
-}
-
-/// Nobody heads, nobody waits.
-fn quiet<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>) {
-    assert_eq!(stage.waiting(), 0, "a follower is still queued");
-    assert!(!stage.is_headed(), "someone still heads (or was promoted)");
-}
-
-/// Waits (bounded) until someone heads.
-fn once_headed<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !stage.is_headed() {
-        assert!(Instant::now() < give_up, "nobody ever headed");
-        thread::yield_now();
-    }
-}
 
 // ===========================================================================
 // FINDING 1: a read token whose `Drop` panics loses the routed owner's
@@ -284,24 +249,6 @@ fn finding_2_after_taking_a_wake_up_lend_back_the_head_reads_before_looking_at_i
 // Attacks that held.
 // ===========================================================================
 
-/// Records whether the stage was headed when the owner's waker ran, then
-/// runs `then` (on the serving thread, inside the head's wake-up call).
-struct Probe<F: Fn() + Send + Sync> {
-    stage: Arc<S>,
-    headed: Mutex<Vec<bool>>,
-    then: F,
-}
-
-impl<F: Fn() + Send + Sync + 'static> Wake for Probe<F> {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.headed.lock().unwrap().push(self.stage.is_headed());
-        (self.then)();
-    }
-}
-
 /// Items: `(1, 9)` for a task queued on ticket 1 (polled with `waker`
 /// while `serve` heads), then `(0, 2)`. Ticket 2 is idle (so `serve` lends
 /// while it wakes the task). If `own_first`, 5 is delivered to ticket 0
@@ -390,17 +337,12 @@ fn held_close_from_the_wake_while_lent_keeps_the_own_message() {
     let _w = watchdog("held_close_from_the_wake_while_lent_keeps_the_own_message");
     for own_first in [false, true] {
         let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
-        let probe = Arc::new(Probe {
-            stage: Arc::clone(&stage),
-            headed: Mutex::new(Vec::new()),
-            then: {
-                let stage = Arc::clone(&stage);
-                move || stage.close()
-            },
+        let (probe, waker) = Probe::new(&stage, {
+            let stage = Arc::clone(&stage);
+            move || stage.close()
         });
-        let waker = Waker::from(Arc::clone(&probe));
         let (out, handled, entry) = serve_waking_a_task(&stage, &waker, own_first, LONG, || {});
-        assert_eq!(*probe.headed.lock().unwrap(), [false], "lent while waking");
+        assert_eq!(probe.headed(), [false], "lent while waking");
         assert_eq!(out, Err(RecvError::Closed));
         let want: &[u32] = if own_first { &[5] } else { &[] };
         assert_eq!(handled, want, "the own message taken out before the lend");
@@ -417,20 +359,15 @@ fn held_close_from_the_wake_while_lent_keeps_the_own_message() {
 fn held_notifications_from_the_wake_while_lent() {
     let _w = watchdog("held_notifications_from_the_wake_while_lent");
     let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
-    let probe = Arc::new(Probe {
-        stage: Arc::clone(&stage),
-        headed: Mutex::new(Vec::new()),
-        then: {
-            let stage = Arc::clone(&stage);
-            move || {
-                assert_eq!(stage.notify(&0), NotifyOutcome::Recorded);
-                assert_eq!(stage.notify(&1), NotifyOutcome::Woken);
-            }
-        },
+    let (probe, waker) = Probe::new(&stage, {
+        let stage = Arc::clone(&stage);
+        move || {
+            assert_eq!(stage.notify(&0), NotifyOutcome::Recorded);
+            assert_eq!(stage.notify(&1), NotifyOutcome::Woken);
+        }
     });
-    let waker = Waker::from(Arc::clone(&probe));
     let (out, handled, entry) = serve_waking_a_task(&stage, &waker, false, LONG, || {});
-    assert_eq!(*probe.headed.lock().unwrap(), [false], "lent while waking");
+    assert_eq!(probe.headed(), [false], "lent while waking");
     assert_eq!((out, handled, entry), (Ok(()), vec![2], Got::Notified));
     let c = stage.counters();
     assert_eq!((c.woken, c.recorded, c.own_token), (2, 1, 1));
@@ -446,27 +383,22 @@ fn held_the_deadline_passing_during_the_wake_while_lent() {
     let timeout = Duration::from_millis(30);
     let read_at = Arc::new(Mutex::new(None::<Instant>));
     let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
-    let probe = Arc::new(Probe {
-        stage: Arc::clone(&stage),
-        headed: Mutex::new(Vec::new()),
-        then: {
-            let read_at = Arc::clone(&read_at);
-            move || {
-                // `serve` started before the first read: its deadline is
-                // before `read_at + timeout`. Not a timing assertion: it
-                // only makes sure the deadline has passed.
-                let until = read_at.lock().unwrap().unwrap() + timeout * 2;
-                while Instant::now() < until {
-                    thread::sleep(timeout);
-                }
+    let (probe, waker) = Probe::new(&stage, {
+        let read_at = Arc::clone(&read_at);
+        move || {
+            // `serve` started before the first read: its deadline is
+            // before `read_at + timeout`. Not a timing assertion: it
+            // only makes sure the deadline has passed.
+            let until = read_at.lock().unwrap().unwrap() + timeout * 2;
+            while Instant::now() < until {
+                thread::sleep(timeout);
             }
-        },
+        }
     });
-    let waker = Waker::from(Arc::clone(&probe));
     let (out, handled, entry) = serve_waking_a_task(&stage, &waker, true, Some(timeout), || {
         *read_at.lock().unwrap() = Some(Instant::now());
     });
-    assert_eq!(*probe.headed.lock().unwrap(), [false], "lent while waking");
+    assert_eq!(probe.headed(), [false], "lent while waking");
     assert_eq!(
         (out, handled, entry),
         (Err(RecvError::TimedOut), vec![5], Got::Notified)
@@ -750,12 +682,7 @@ fn held_counters_and_order_with_lending_serves() {
 fn held_recv_keeps_the_headship_while_it_wakes() {
     let _w = watchdog("held_recv_keeps_the_headship_while_it_wakes");
     let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
-    let probe = Arc::new(Probe {
-        stage: Arc::clone(&stage),
-        headed: Mutex::new(Vec::new()),
-        then: || {},
-    });
-    let waker = Waker::from(Arc::clone(&probe));
+    let (probe, waker) = Probe::new(&stage, || {});
     let mut t0 = stage.ticket(0).unwrap();
     let mut t1 = stage.ticket(1).unwrap();
     let _t2 = stage.ticket(2).unwrap();
@@ -768,7 +695,7 @@ fn held_recv_keeps_the_headship_while_it_wakes() {
         read(r)
     });
     assert_eq!(out, Ok(2));
-    assert_eq!(*probe.headed.lock().unwrap(), [true]);
+    assert_eq!(probe.headed(), [true]);
     drop(f1);
     assert_eq!(stage.try_recv(&mut t1), Some(9));
 }

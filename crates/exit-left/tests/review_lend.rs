@@ -11,8 +11,9 @@
 
 mod common;
 
+use common::script::{Items, Probe, left, once_headed, quiet, read, stage};
 use common::{Got, LONG, Rng, got, iters, poll_once, until_waiting, watchdog};
-use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Stage, Ticket};
+use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Ticket};
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,18 +22,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A stand-in for a socket: `(to, message)` items, read in list order.
-type Items = Mutex<Vec<(u32, u32)>>;
-type S = Stage<u32, Items, u32>;
-
-fn stage(list: &[(u32, u32)]) -> S {
-    Stage::with_mailbox(Mutex::new(list.iter().rev().copied().collect()))
-}
-
-fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
-    Ok(r.lock().unwrap().pop())
-}
 
 /// `read`, after running `before` once, just before the first read (while
 /// `serve` heads: followers spawned earlier have queued by then).
@@ -45,26 +34,6 @@ fn read_after(mut before: impl FnMut()) -> impl FnMut(&Items) -> Result<Option<(
         }
         read(r)
     }
-}
-
-fn left(stage: &S) -> usize {
-    stage.resource().lock().unwrap().len()
-}
-
-/// Waits (bounded) until someone heads: a follower spawned before `serve`
-/// calls this first, so that it queues instead of heading.
-fn once_headed(stage: &S) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !stage.is_headed() {
-        assert!(Instant::now() < give_up, "nobody ever headed");
-        thread::yield_now();
-    }
-}
-
-/// Nobody heads, nobody waits.
-fn quiet(stage: &S) {
-    assert_eq!(stage.waiting(), 0, "a follower is still queued");
-    assert!(!stage.is_headed(), "someone still heads (or was promoted)");
 }
 
 /// A task waker that counts its wake-ups.
@@ -1152,18 +1121,6 @@ fn lend_while_waking_to_a_third_thread(deliver_own_meanwhile: bool) -> Vec<u32> 
     handled
 }
 
-/// A waker that records whether the stage was headed when it was woken.
-struct HeadedWhenWoken {
-    stage: Arc<S>,
-    headed: Mutex<Option<bool>>,
-}
-
-impl Wake for HeadedWhenWoken {
-    fn wake(self: Arc<Self>) {
-        *self.headed.lock().unwrap() = Some(self.stage.is_headed());
-    }
-}
-
 /// `serve`'s head lends the headship while it wakes an owner only if some
 /// other ticket is outside the FIFO (a thread that might enter meanwhile):
 /// with just the head's ticket and the owner's, lending could only move the
@@ -1173,11 +1130,7 @@ fn serve_lends_while_waking_only_if_another_ticket_is_out() {
     let _w = watchdog("serve_lends_while_waking_only_if_another_ticket_is_out");
     for other_out in [false, true] {
         let stage = Arc::new(stage(&[(1, 9), (0, 2)]));
-        let probe = Arc::new(HeadedWhenWoken {
-            stage: Arc::clone(&stage),
-            headed: Mutex::new(None),
-        });
-        let waker = Waker::from(Arc::clone(&probe));
+        let (probe, waker) = Probe::new(&stage, || {});
         let mut t0 = stage.ticket(0).unwrap();
         let mut t1 = stage.ticket(1).unwrap();
         let t2 = other_out.then(|| stage.ticket(2).unwrap());
@@ -1190,8 +1143,8 @@ fn serve_lends_while_waking_only_if_another_ticket_is_out() {
         );
         assert_eq!(out, Ok(2));
         assert_eq!(
-            *probe.headed.lock().unwrap(),
-            Some(!other_out),
+            probe.headed(),
+            [!other_out],
             "headed while waking the owner, with another ticket out: {other_out}"
         );
         assert!(matches!(ready(&mut f1, &waker), Entry::Notified));

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub use testkit::{iters, watchdog};
 
+pub mod script;
+
 /// Polls a future once with `waker`.
 pub fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(waker))

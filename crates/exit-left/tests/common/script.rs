@@ -1,0 +1,88 @@
+//! A scripted stand-in for a socket, for the tests that drive `recv` and
+//! `serve` without one (so they run under Miri): the resource is a list of
+//! `(to, message)` items, read in list order.
+
+use exit_left::Stage;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+/// The items still to be read, the next one last.
+pub type Items = Mutex<Vec<(u32, u32)>>;
+
+/// A stage over a script, `u32` tokens and messages.
+pub type S = Stage<u32, Items, u32>;
+
+/// The script reading `list` in order.
+pub fn items(list: &[(u32, u32)]) -> Items {
+    Mutex::new(list.iter().rev().copied().collect())
+}
+
+/// A stage with a mailbox over the script `list`.
+pub fn stage(list: &[(u32, u32)]) -> S {
+    Stage::with_mailbox(items(list))
+}
+
+/// Reads the next item; `None` once the script is used up.
+pub fn read(r: &Items) -> Result<Option<(u32, u32)>, ()> {
+    Ok(r.lock().unwrap().pop())
+}
+
+/// How many items are still unread.
+pub fn left(stage: &S) -> usize {
+    stage.resource().lock().unwrap().len()
+}
+
+/// Asserts that nobody heads and nobody waits.
+pub fn quiet<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>) {
+    assert_eq!(stage.waiting(), 0, "a follower is still queued");
+    assert!(!stage.is_headed(), "someone still heads (or was promoted)");
+}
+
+/// Waits (bounded, 30 s) until someone heads: a follower spawned before
+/// `serve` calls this first, so that it queues instead of heading.
+pub fn once_headed<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !stage.is_headed() {
+        assert!(Instant::now() < give_up, "nobody ever headed");
+        std::thread::yield_now();
+    }
+}
+
+/// A task waker that records whether the stage was headed each time it
+/// was woken, then runs `then` (on the waking thread, inside the wake-up
+/// call): for the rule that `serve` lends the headship while it wakes.
+pub struct Probe<F: Fn() + Send + Sync> {
+    stage: Arc<S>,
+    headed: Mutex<Vec<bool>>,
+    then: F,
+}
+
+impl<F: Fn() + Send + Sync + 'static> Probe<F> {
+    /// The probe and a waker for it.
+    pub fn new(stage: &Arc<S>, then: F) -> (Arc<Self>, Waker) {
+        let probe = Arc::new(Self {
+            stage: Arc::clone(stage),
+            headed: Mutex::new(Vec::new()),
+            then,
+        });
+        let waker = Waker::from(Arc::clone(&probe));
+        (probe, waker)
+    }
+
+    /// Whether the stage was headed, one entry per wake-up so far.
+    pub fn headed(&self) -> Vec<bool> {
+        self.headed.lock().unwrap().clone()
+    }
+}
+
+impl<F: Fn() + Send + Sync + 'static> Wake for Probe<F> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.headed.lock().unwrap().push(self.stage.is_headed());
+        (self.then)();
+    }
+}
