@@ -78,6 +78,13 @@
 //! override, and `BENCH_ROWS=udp,ping` runs only the rows whose group or
 //! name contains one of the words. A full run takes under three minutes.
 //!
+//! The loaded UDP echo rows have two regimes, for both runtimes: most
+//! rounds near 13-18 µs p50, a few near 35-60 µs (measured 2026-12-02, 15
+//! loaded rounds: trale 3 slow rounds, tokio 3, not the same rounds). It is
+//! where the scheduler puts the server, the client and the two busy threads
+//! in that run, not a runtime's code; so read the loaded ratio's median,
+//! not its extremes (a single round's ratio ranges 0.2-2.6 there).
+//!
 //! `--test` is the smoke test: one quiet round with tiny sizes, every
 //! result checked; no report. Otherwise writes
 //! `target/bench-report.d/trale.md`.
