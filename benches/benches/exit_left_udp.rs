@@ -37,7 +37,8 @@
 //!   for saturated traffic: the head delivers others' datagrams to their
 //!   owners' mailboxes (one wake-up each) and echoes its own between reads,
 //!   lending the headship while it does (an owner back from its own echo
-//!   takes the reading over at once; otherwise the head takes it back).
+//!   takes the reading over at once; otherwise the head takes it back), or,
+//!   when every other owner waits, handing it on to the longest waiter.
 //! - **ours-recv**: the same with `stage.recv(ticket, 1 s, read_one)` in a
 //!   loop, echoing after each call: `recv` keeps the headship while what the
 //!   head reads belongs to others and hands it on when it reads its own, so
@@ -117,8 +118,12 @@
 //! design that reads on one thread and hands over to the owner on another
 //! pays up to two (the reader sleeping until the next datagram, and the
 //! owner: ours-blocking, reader-thread), less when the reader is the owner
-//! (1 in N for ours) or finds the next datagram already queued (measured
-//! here: 1.5-1.8 for ours-blocking, about 2.1 for reader-thread); broadcast
+//! or finds the next datagram already queued (ours-blocking and ours-recv
+//! hand the headship to the longest waiter when the head reads its own
+//! datagram and everyone else waits: with peers taking turns, that is the
+//! next datagram's owner, woken while the echo travels; measured here
+//! 1.3-1.7 for both, voluntary 1.3-1.7; about 2.1 voluntary for
+//! reader-thread); broadcast
 //! wakes every waiter, about N; ours-async runs every task on one thread
 //! and pays one (the runtime thread sleeping in `epoll_wait`).
 //!

@@ -64,6 +64,10 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
         // A clone of the task's waker, made outside the lock (a waker's
         // `clone` is foreign code) the first time one is needed.
         let mut fresh: Option<Waker> = None;
+        if let Phase::Start = this.phase {
+            // Before the lock: a foreign ticket's slot means nothing here.
+            stage.check_ticket(this.ticket);
+        }
         loop {
             let mut st = stage.lock();
             // A waker clone that will not be stored is foreign code: drop it
@@ -81,7 +85,6 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
             }
             match this.phase {
                 Phase::Start => {
-                    stage.check_ticket(this.ticket);
                     let mut stale = None;
                     if let Some(entry) = stage.begin(&mut st, slot, me, &mut stale) {
                         this.phase = Phase::Done;

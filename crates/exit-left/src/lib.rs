@@ -87,7 +87,9 @@
 //! may be running (a thread that enters meanwhile takes the reading over
 //! at once; see [`Stage::serve`]), so the reading never stays with one
 //! thread that the scheduler preempts on a busy machine, nor waits for a
-//! wake-up call.
+//! wake-up call. When every other thread waits, its head hands the
+//! headship on instead, as `recv` does: the longest waiter is the likeliest
+//! owner of the next item when peers take turns.
 //!
 //! # Guarantees
 //!

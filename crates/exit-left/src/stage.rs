@@ -522,10 +522,14 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         let mut wake = None;
         match st.table.slot(slot).wait {
             Wait::Queued { .. } => stale = Some(st.table.dequeue(slot, None)),
-            Wait::Resolved(Resolution::Notified) => {
+            Wait::Resolved(Resolution::Notified { bare }) => {
                 let s = st.table.slot_mut(slot);
                 s.wait = Wait::Idle;
-                s.pending = true;
+                // Delivered mail stays in the inbox and makes the next entry
+                // `Notified` by itself; only a bare notification needs the
+                // flag (setting it for mail would notify twice for one
+                // delivery).
+                s.pending |= bare;
             }
             Wait::Resolved(Resolution::Head) => {
                 st.table.slot_mut(slot).wait = Wait::Idle;
@@ -585,7 +589,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     ) -> Entry<'_, T, R, M> {
         st.table.slot_mut(slot).wait = Wait::Idle;
         match r {
-            Resolution::Notified => Entry::Notified,
+            Resolution::Notified { .. } => Entry::Notified,
             Resolution::Closed => Entry::Closed,
             Resolution::Head => {
                 debug_assert_eq!(st.headship, Headship::Promised(slot));
@@ -708,16 +712,24 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                     NotifyOutcome::Recorded
                 }
                 Wait::Queued { .. } => {
-                    wake = Some(st.table.dequeue(id, Some(Resolution::Notified)));
+                    let resolution = Resolution::Notified { bare: !is_mail };
+                    wake = Some(st.table.dequeue(id, Some(resolution)));
                     NotifyOutcome::Woken
                 }
                 // Already being woken for a notification: coalesced.
-                Wait::Resolved(Resolution::Notified) => NotifyOutcome::Woken,
+                Wait::Resolved(Resolution::Notified { bare }) => {
+                    let resolution = Resolution::Notified {
+                        bare: bare || !is_mail,
+                    };
+                    st.table.slot_mut(id).wait = Wait::Resolved(resolution);
+                    NotifyOutcome::Woken
+                }
                 // Promoted but not yet running: the notification wins and
                 // the headship goes on to the next follower. The thread was
                 // already woken for the promotion.
                 Wait::Resolved(Resolution::Head) => {
-                    st.table.slot_mut(id).wait = Wait::Resolved(Resolution::Notified);
+                    let resolution = Resolution::Notified { bare: !is_mail };
+                    st.table.slot_mut(id).wait = Wait::Resolved(resolution);
                     wake = st.forward(id);
                     NotifyOutcome::Woken
                 }

@@ -27,8 +27,10 @@ pub(crate) type SlotId = usize;
 /// How a wait ended, decided under the lock by whoever ended it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Resolution {
-    /// A notification (or a delivered message) for this slot's token.
-    Notified,
+    /// A notification (or a delivered message) for this slot's token;
+    /// `bare` if a notification without a message was among them (a
+    /// delivered message stays in the inbox, which says so by itself).
+    Notified { bare: bool },
     /// The headship was handed to this slot.
     Head,
     /// The stage was closed.
@@ -340,7 +342,7 @@ mod tests {
         }
         assert_eq!(t.queued(), 4);
         drop(t.dequeue(ids[1], None));
-        drop(t.dequeue(ids[3], Some(Resolution::Notified)));
+        drop(t.dequeue(ids[3], Some(Resolution::Notified { bare: true })));
         assert_eq!(t.first_queued(), Some(ids[0]));
         drop(t.dequeue(ids[0], Some(Resolution::Head)));
         assert_eq!(t.first_queued(), Some(ids[2]));
@@ -349,7 +351,7 @@ mod tests {
         assert_eq!(t.queued(), 0);
         assert!(matches!(
             t.slot(ids[3]).wait,
-            Wait::Resolved(Resolution::Notified)
+            Wait::Resolved(Resolution::Notified { .. })
         ));
         // Re-enqueue after leaving: goes to the back.
         t.slot_mut(ids[3]).wait = Wait::Idle;

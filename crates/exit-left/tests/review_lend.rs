@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::script::{Items, Probe, left, once_headed, quiet, read, stage};
+use common::script::{Items, Probe, left, once_headed, outsider, quiet, read, stage};
 use common::{Got, LONG, Rng, got, iters, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Ticket};
 use std::cell::RefCell;
@@ -179,6 +179,7 @@ fn a_lent_headship_is_free_with_followers_queued() {
     let _w = watchdog("a_lent_headship_is_free_with_followers_queued");
     let stage = stage(&[(0, 10)]);
     let mut t0 = stage.ticket(0).unwrap();
+    let outsider = outsider(&stage);
     let mut t1 = stage.ticket(1).unwrap();
     thread::scope(|s| {
         let f = s.spawn(|| {
@@ -203,6 +204,7 @@ fn a_lent_headship_is_free_with_followers_queued() {
         assert_eq!(f.join().unwrap(), Got::Head);
     });
     assert_eq!(stage.counters().promotions, 1);
+    drop(outsider);
     quiet(&stage);
 }
 
@@ -214,6 +216,7 @@ fn a_follower_timing_out_while_lent_leaves_cleanly_and_the_lender_reads_on() {
     let _w = watchdog("a_follower_timing_out_while_lent_leaves_cleanly_and_the_lender_reads_on");
     let stage = stage(&[(0, 10), (0, 11)]);
     let mut t0 = stage.ticket(0).unwrap();
+    let outsider = outsider(&stage);
     let mut t1 = stage.ticket(1).unwrap();
     thread::scope(|s| {
         let f = s.spawn(|| {
@@ -244,6 +247,7 @@ fn a_follower_timing_out_while_lent_leaves_cleanly_and_the_lender_reads_on() {
     });
     let c = stage.counters();
     assert_eq!((c.timeouts, c.promotions, c.own_token), (1, 0, 2));
+    drop(outsider);
     quiet(&stage);
 }
 
@@ -423,6 +427,7 @@ fn tickets_dropped_while_lent_leave_nothing_behind() {
     let _w = watchdog("tickets_dropped_while_lent_leave_nothing_behind");
     let stage = stage(&[(0, 10), (0, 11)]);
     let mut t0 = stage.ticket(0).unwrap();
+    let outsider = outsider(&stage);
     let t1 = RefCell::new(Some(stage.ticket(1).unwrap()));
     let mut seen = Vec::new();
     let out = stage.serve(
@@ -464,6 +469,7 @@ fn tickets_dropped_while_lent_leave_nothing_behind() {
     assert_eq!(seen, [10, 11]);
     let c = stage.counters();
     assert_eq!((c.promotions, c.forwarded_promotions), (0, 0));
+    drop(outsider);
     assert_eq!(stage.tickets(), 1);
     quiet(&stage);
 }
@@ -507,7 +513,9 @@ fn a_handle_panicking_as_a_follower_disturbs_nothing_and_loses_only_its_message(
     );
     drop(g);
     let c = stage.counters();
-    assert_eq!((c.promotions, c.timeouts), (0, 1));
+    // The second `serve` found its deadline passed before it waited: it
+    // served its mail and returned, no wait timed out.
+    assert_eq!((c.promotions, c.timeouts), (0, 0));
     quiet(&stage);
 }
 
@@ -521,6 +529,7 @@ fn close_while_lent_wakes_the_queued_followers_and_serve_still_serves_its_mail()
         watchdog("close_while_lent_wakes_the_queued_followers_and_serve_still_serves_its_mail");
     let stage = stage(&[(0, 10), (0, 11)]);
     let mut t0 = stage.ticket(0).unwrap();
+    let outsider = outsider(&stage);
     let mut t1 = stage.ticket(1).unwrap();
     let (c2, w2) = Count::new();
     let mut t2 = stage.ticket(2).unwrap();
@@ -557,6 +566,7 @@ fn close_while_lent_wakes_the_queued_followers_and_serve_still_serves_its_mail()
     assert!(matches!(ready(&mut f2, &w2), Entry::Closed));
     assert_eq!(left(&stage), 1, "nothing read after close");
     assert_eq!(stage.counters().promotions, 0);
+    drop(outsider);
     quiet(&stage);
 }
 
@@ -744,6 +754,7 @@ fn a_failing_or_panicking_read_after_a_reclaim_hands_the_headship_on() {
     for panics in [false, true] {
         let stage = stage(&[(0, 10)]);
         let mut t0 = stage.ticket(0).unwrap();
+        let outsider = outsider(&stage);
         let mut t1 = stage.ticket(1).unwrap();
         thread::scope(|s| {
             let f = s.spawn(|| {
@@ -780,6 +791,7 @@ fn a_failing_or_panicking_read_after_a_reclaim_hands_the_headship_on() {
             assert_eq!(f.join().unwrap(), Got::Head, "promoted when serve left");
         });
         assert_eq!(stage.counters().promotions, 1);
+        drop(outsider);
         quiet(&stage);
     }
 }
@@ -819,7 +831,8 @@ fn serves_deadline_serves_the_mail_that_is_there_and_reports_the_right_end() {
         assert_eq!((out, seen), (Err(RecvError::TimedOut), vec![1, 2, 3]));
         go.send(()).unwrap();
     });
-    assert_eq!(stage.counters().timeouts, 1);
+    // The deadline had passed before `serve` would wait: no wait timed out.
+    assert_eq!(stage.counters().timeouts, 0);
     quiet(&stage);
 
     // (b)
@@ -1150,5 +1163,55 @@ fn serve_lends_while_waking_only_if_another_ticket_is_out() {
         assert!(matches!(ready(&mut f1, &waker), Entry::Notified));
         drop((f1, t0, t2));
         assert_eq!(stage.try_recv(&mut t1), Some(9));
+    }
+}
+
+/// `serve`'s head that reads its own message hands the headship on to the
+/// longest-waiting follower if every other ticket waits in the FIFO
+/// (nobody running could take a lent headship, and the longest waiter is
+/// the likeliest next reader of its own item), and lends it while another
+/// ticket is outside the FIFO (a thread that may enter meanwhile).
+#[test]
+fn serve_hands_the_headship_on_for_its_own_message_only_if_every_other_ticket_waits() {
+    let _w = watchdog(
+        "serve_hands_the_headship_on_for_its_own_message_only_if_every_other_ticket_waits",
+    );
+    for with_outsider in [false, true] {
+        let stage = stage(&[(0, 10)]);
+        let mut t0 = stage.ticket(0).unwrap();
+        let mut t1 = stage.ticket(1).unwrap();
+        let outsider = with_outsider.then(|| outsider(&stage));
+        thread::scope(|s| {
+            let f = s.spawn(|| {
+                once_headed(&stage);
+                got(stage.enter(&mut t1, LONG))
+            });
+            let mut in_handle = None;
+            let out = stage.serve(
+                &mut t0,
+                LONG,
+                read_after(|| until_waiting(&stage, 1)),
+                |m| {
+                    let c = stage.counters();
+                    in_handle = Some((stage.is_headed(), stage.waiting(), c.promotions));
+                    ControlFlow::Break(m)
+                },
+            );
+            assert_eq!(out, Ok(10));
+            let want = if with_outsider {
+                (false, 1, 0) // lent: free, the follower still queued
+            } else {
+                (true, 0, 1) // handed on: the follower promoted
+            };
+            assert_eq!(
+                in_handle,
+                Some(want),
+                "(headed, waiting, promotions) in handle, outsider: {with_outsider}"
+            );
+            assert_eq!(f.join().unwrap(), Got::Head);
+        });
+        drop(outsider);
+        assert_eq!(stage.counters().promotions, 1);
+        quiet(&stage);
     }
 }

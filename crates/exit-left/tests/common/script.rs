@@ -86,3 +86,12 @@ impl<F: Fn() + Send + Sync + 'static> Wake for Probe<F> {
         (self.then)();
     }
 }
+
+/// A ticket (token 99) whose thread stays outside the stage. While one is
+/// registered, `serve`'s head lends the headship while it handles its own
+/// message (a thread that may be running could take it); with every other
+/// ticket queued it hands the headship on instead. Tests of the lending
+/// hold one.
+pub fn outsider(stage: &S) -> exit_left::Ticket<'_, u32, Items, u32> {
+    stage.ticket(99).unwrap()
+}
