@@ -104,20 +104,26 @@ impl<T: Hash + Eq, R, M> HeadGuard<'_, T, R, M> {
 
 impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// `serve`'s choice once its head holds its own next message: if every
-    /// other ticket waits in the FIFO, hands the headship on (as dropping
-    /// the guard does) and returns `None`; otherwise lends it.
+    /// other ticket's thread waits, parked, in the FIFO, hands the headship
+    /// on (as dropping the guard does) and returns `None`; otherwise lends
+    /// it.
     ///
     /// With everyone else waiting, nobody is running who could take a lent
     /// headship, so the head would read again itself after `handle`. Handing
     /// it on instead wakes the longest-waiting follower while `handle` runs:
     /// the owner whose last item is the oldest, the likeliest to be sent
     /// the next one when peers take turns, reads it without a hand-over.
+    /// Not with a task in the FIFO: the serving thread itself may be the
+    /// one that polls it, and would then park behind a promotion only it
+    /// could take up.
     pub(crate) fn lend_unless_all_wait(self) -> Option<Lent<'s, T, R, M>> {
         let all_wait = {
             let st = self.stage.lock();
             let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });
             let queued = st.table.queued();
-            queued > 0 && st.table.registered() == queued + usize::from(head_has_ticket)
+            queued > 0
+                && st.table.queued_tasks() == 0
+                && st.table.registered() == queued + usize::from(head_has_ticket)
         };
         if all_wait {
             drop(self);

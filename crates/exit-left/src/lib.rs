@@ -264,7 +264,9 @@ impl<M: core::fmt::Debug> std::error::Error for Undelivered<M> {}
 pub enum RecvError<E> {
     /// The time-out passed.
     TimedOut,
-    /// The stage is closed and this ticket's mailbox is empty.
+    /// The stage is closed. From `recv`: this ticket's mailbox was empty.
+    /// From `serve`: it served what its mailbox held when it saw `close`;
+    /// mail delivered after that stays there, for `try_recv`.
     Closed,
     /// `read_one` failed (as head).
     Read(E),

@@ -136,11 +136,13 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// reading moves to threads that are running, instead of staying with
     /// one thread that the scheduler preempts (see the module docs).
     ///
-    /// The one exception: if every other ticket waits in the FIFO when the
-    /// head takes its own message, nobody is running who could take a lent
-    /// headship, so the head hands it on to the longest-waiting follower
-    /// (one wake-up, as `recv` does) before it handles the message, and
-    /// enters again afterwards. That follower wakes while `handle` runs;
+    /// The one exception: if every other ticket's thread waits in the FIFO
+    /// when the head takes its own message, nobody is running who could
+    /// take a lent headship, so the head hands it on to the longest-waiting
+    /// follower (one wake-up, as `recv` does) before it handles the
+    /// message, and enters again afterwards. Never while a task
+    /// (`enter_async`) is queued: the serving thread may be the one that
+    /// polls it. That follower wakes while `handle` runs;
     /// its own last message is the oldest, so when peers take turns it is
     /// the next message's owner and reads it with no hand-over at all
     /// (measured against lending here, same process, two runs, one
@@ -229,6 +231,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 };
                 if let ControlFlow::Break(b) = handle(m) {
                     return Ok(b);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // Not back to reading (nor to mail that keeps coming):
+                    // the lent headship goes on, what is there is served.
+                    drop(lent);
+                    return self.serve_the_rest(ticket, &mut handle);
                 }
                 match lent.reclaim() {
                     Some(h) => head = h,

@@ -325,7 +325,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             return done;
         }
         sync_core::with_thread_parker(|parker| {
-            let stale = st.table.wait_with(slot, parker.waker());
+            let stale = st.table.wait_with(slot, parker.waker(), false);
             drop(st);
             // From here until an outcome is taken, an unwind (a panicking
             // drop of a leaked future's waker) gives the wait up cleanly.

@@ -42,9 +42,11 @@ pub(crate) enum Resolution {
 pub(crate) enum Wait {
     /// Not waiting (also while its owner heads the stage).
     Idle,
-    /// In the FIFO, to be woken through `waker`.
+    /// In the FIFO, to be woken through `waker`: a task's (`task`, from
+    /// `enter_async`) or a parked thread's.
     Queued {
         waker: Waker,
+        task: bool,
         prev: Option<SlotId>,
         next: Option<SlotId>,
     },
@@ -74,6 +76,7 @@ pub(crate) struct Table<T, M> {
     last: Option<SlotId>,
     registered: usize,
     queued: usize,
+    queued_tasks: usize,
 }
 
 impl<T: Hash + Eq, M> Table<T, M> {
@@ -86,6 +89,7 @@ impl<T: Hash + Eq, M> Table<T, M> {
             last: None,
             registered: 0,
             queued: 0,
+            queued_tasks: 0,
         }
     }
 
@@ -177,13 +181,15 @@ impl<T: Hash + Eq, M> Table<T, M> {
     }
 
     /// Appends an idle slot to the FIFO, to be woken through `waker`.
-    pub(crate) fn enqueue(&mut self, id: SlotId, waker: Waker) {
+    pub(crate) fn enqueue(&mut self, id: SlotId, waker: Waker, task: bool) {
         debug_assert!(matches!(self.slots[id].wait, Wait::Idle));
         self.slots[id].wait = Wait::Queued {
             waker,
+            task,
             prev: self.last,
             next: None,
         };
+        self.queued_tasks += usize::from(task);
         match self.last {
             Some(last) => self.set_next(last, Some(id)),
             None => self.first = Some(id),
@@ -196,11 +202,17 @@ impl<T: Hash + Eq, M> Table<T, M> {
     /// that already waits (its earlier future was leaked with `mem::forget`)
     /// keeps its place and gets the new waker; the old one is returned, to be
     /// dropped after the lock.
-    pub(crate) fn wait_with(&mut self, id: SlotId, new: Waker) -> Option<Waker> {
+    pub(crate) fn wait_with(&mut self, id: SlotId, new: Waker, task: bool) -> Option<Waker> {
         match &mut self.slots[id].wait {
-            Wait::Queued { waker, .. } => Some(std::mem::replace(waker, new)),
+            Wait::Queued {
+                waker, task: was, ..
+            } => {
+                let was = std::mem::replace(was, task);
+                self.queued_tasks = self.queued_tasks - usize::from(was) + usize::from(task);
+                Some(std::mem::replace(waker, new))
+            }
             _ => {
-                self.enqueue(id, new);
+                self.enqueue(id, new, task);
                 None
             }
         }
@@ -213,10 +225,16 @@ impl<T: Hash + Eq, M> Table<T, M> {
             Some(r) => Wait::Resolved(r),
             None => Wait::Idle,
         };
-        let Wait::Queued { waker, prev, next } = std::mem::replace(&mut self.slots[id].wait, new)
+        let Wait::Queued {
+            waker,
+            task,
+            prev,
+            next,
+        } = std::mem::replace(&mut self.slots[id].wait, new)
         else {
             unreachable!("dequeue of a slot that is not queued");
         };
+        self.queued_tasks -= usize::from(task);
         match prev {
             Some(p) => self.set_next(p, next),
             None => self.first = next,
@@ -242,6 +260,11 @@ impl<T: Hash + Eq, M> Table<T, M> {
     /// Slots in the FIFO.
     pub(crate) fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// Slots in the FIFO that a task waits on (through `enter_async`).
+    pub(crate) fn queued_tasks(&self) -> usize {
+        self.queued_tasks
     }
 
     fn set_next(&mut self, id: SlotId, to: Option<SlotId>) {
@@ -338,7 +361,7 @@ mod tests {
             })
             .collect();
         for &id in &ids {
-            t.enqueue(id, noop());
+            t.enqueue(id, noop(), false);
         }
         assert_eq!(t.queued(), 4);
         drop(t.dequeue(ids[1], None));
@@ -355,8 +378,17 @@ mod tests {
         ));
         // Re-enqueue after leaving: goes to the back.
         t.slot_mut(ids[3]).wait = Wait::Idle;
-        t.enqueue(ids[1], noop());
-        t.enqueue(ids[3], noop());
+        t.enqueue(ids[1], noop(), false);
+        t.enqueue(ids[3], noop(), true);
         assert_eq!(t.first_queued(), Some(ids[1]));
+        assert_eq!((t.queued(), t.queued_tasks()), (2, 1));
+        // A new waker for a queued slot may change its kind.
+        drop(t.wait_with(ids[1], noop(), true));
+        assert_eq!(t.queued_tasks(), 2);
+        drop(t.wait_with(ids[3], noop(), false));
+        assert_eq!(t.queued_tasks(), 1);
+        drop(t.dequeue(ids[1], None));
+        drop(t.dequeue(ids[3], None));
+        assert_eq!((t.queued(), t.queued_tasks()), (0, 0));
     }
 }
