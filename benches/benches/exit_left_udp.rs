@@ -76,7 +76,8 @@
 //!   the keep-reading policy. I expected it to pay for the extra hand-overs,
 //!   as ours does; it does not (the waiters are woken anyway), and under
 //!   saturation it is the *stronger* of the two, by far at N = 32 (measured
-//!   2026-12-02: ours-blocking / broadcast 1.90 quiet, 1.20 loaded; /
+//!   before ours-blocking lent its headship while waking owners:
+//!   ours-blocking / broadcast 1.90 quiet, 1.20 loaded; /
 //!   broadcast-plain 0.95 and 0.92), where the keep-reading reader's every
 //!   datagram wakes up to 31 waiters that find nothing and sleep again
 //!   (27 µs of server CPU per datagram against 11). Both are reported.
@@ -121,9 +122,8 @@
 //! or finds the next datagram already queued (ours-blocking and ours-recv
 //! hand the headship to the longest waiter when the head reads its own
 //! datagram and everyone else waits: with peers taking turns, that is the
-//! next datagram's owner, woken while the echo travels; measured here
-//! 1.3-1.7 for both, voluntary 1.3-1.7; about 2.1 voluntary for
-//! reader-thread); broadcast
+//! next datagram's owner, woken while the echo travels; measured here,
+//! quiet: 1.3-1.7 for both, 2.2-2.4 for reader-thread); broadcast
 //! wakes every waiter, about N; ours-async runs every task on one thread
 //! and pays one (the runtime thread sleeping in `epoll_wait`).
 //!
