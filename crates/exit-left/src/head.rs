@@ -117,20 +117,26 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// one that polls it, and would then park behind a promotion only it
     /// could take up.
     pub(crate) fn lend_unless_all_wait(self) -> Option<Lent<'s, T, R, M>> {
-        let all_wait = {
-            let st = self.stage.lock();
-            let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });
-            let queued = st.table.queued();
-            queued > 0
-                && st.table.queued_tasks() == 0
-                && st.table.registered() == queued + usize::from(head_has_ticket)
-        };
-        if all_wait {
-            drop(self);
-            None
-        } else {
-            Some(self.lend())
+        let mut st = self.stage.lock();
+        let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });
+        let queued = st.table.queued();
+        let all_wait = queued > 0
+            && st.table.queued_tasks() == 0
+            && st.table.registered() == queued + usize::from(head_has_ticket);
+        if !all_wait {
+            drop(st);
+            return Some(self.lend());
         }
+        // Decided and handed on under one lock: between two locks a task
+        // could queue while the threads ahead of it time out, and get the
+        // headship this rule never gives a task.
+        let wake = st.hand_off();
+        drop(st);
+        core::mem::forget(self);
+        if let Some(w) = wake {
+            wake_quietly(w);
+        }
+        None
     }
 
     /// Frees the headship without promoting anyone, for `serve` while it

@@ -16,59 +16,19 @@
 
 mod common;
 
-use common::script::{Items, S, quiet, read, stage};
+use common::script::{Count, Items, S, quiet, read, read_after, ready, stage};
 use common::{Got, LONG, Rng, got, iters, poll_once, watchdog};
-use exit_left::{EnterFuture, Entry, NotifyOutcome, RecvError, Ticket};
+use exit_left::{Entry, NotifyOutcome, RecvError, Ticket};
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Poll, Wake, Waker};
+use std::task::Waker;
 use std::thread;
 use std::time::Duration;
 use testkit::{HostileWaker, Misbehaviour};
 
 type T<'s> = Ticket<'s, u32, Items, u32>;
-type F<'s, 't> = EnterFuture<'s, 't, u32, Items, u32>;
-
-/// A task waker that counts its wake-ups.
-#[derive(Default)]
-struct Count(AtomicUsize);
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-impl Count {
-    fn new() -> (Arc<Self>, Waker) {
-        let c = Arc::new(Self::default());
-        let w = Waker::from(Arc::clone(&c));
-        (c, w)
-    }
-    fn wakes(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Polls a future that must be ready.
-fn ready<'s>(fut: &mut F<'s, '_>, waker: &Waker) -> Entry<'s, u32, Items, u32> {
-    match poll_once(fut, waker) {
-        Poll::Ready(e) => e,
-        Poll::Pending => panic!("the future is still pending"),
-    }
-}
-
-/// `read`, after running `before` once, just before the first read.
-fn read_after(mut before: impl FnMut()) -> impl FnMut(&Items) -> Result<Option<(u32, u32)>, ()> {
-    let mut first = true;
-    move |r| {
-        if std::mem::take(&mut first) {
-            before();
-        }
-        read(r)
-    }
-}
 
 fn message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {

@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::script::{Items, Probe, left, once_headed, outsider, quiet, read, stage};
+use common::script::{
+    Count, Items, Probe, left, once_headed, outsider, quiet, read, read_after, ready, stage,
+};
 use common::{Got, LONG, Rng, got, iters, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, HeadGuard, NotifyOutcome, RecvError, Ticket};
 use std::cell::RefCell;
@@ -22,49 +24,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// `read`, after running `before` once, just before the first read (while
-/// `serve` heads: followers spawned earlier have queued by then).
-fn read_after(mut before: impl FnMut()) -> impl FnMut(&Items) -> Result<Option<(u32, u32)>, ()> {
-    let mut first = true;
-    move |r| {
-        if first {
-            first = false;
-            before();
-        }
-        read(r)
-    }
-}
-
-/// A task waker that counts its wake-ups.
-#[derive(Default)]
-struct Count(AtomicUsize);
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-impl Count {
-    fn new() -> (Arc<Self>, Waker) {
-        let c = Arc::new(Self::default());
-        let w = Waker::from(Arc::clone(&c));
-        (c, w)
-    }
-    fn wakes(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Polls a future that must be ready.
-fn ready<'s>(
-    fut: &mut exit_left::EnterFuture<'s, '_, u32, Items, u32>,
-    waker: &Waker,
-) -> Entry<'s, u32, Items, u32> {
-    match poll_once(fut, waker) {
-        Poll::Ready(e) => e,
-        Poll::Pending => panic!("the future is still pending"),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Finding 1: a wait left queued by a leaked future, re-entered while the

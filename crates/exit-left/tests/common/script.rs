@@ -2,10 +2,11 @@
 //! `serve` without one (so they run under Miri): the resource is a list of
 //! `(to, message)` items, read in list order.
 
-use exit_left::Stage;
+use exit_left::{EnterFuture, Entry, Stage};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 /// The items still to be read, the next one last.
@@ -94,4 +95,53 @@ impl<F: Fn() + Send + Sync + 'static> Wake for Probe<F> {
 /// hold one.
 pub fn outsider(stage: &S) -> exit_left::Ticket<'_, u32, Items, u32> {
     stage.ticket(99).unwrap()
+}
+
+/// `read`, after running `before` once, just before the first read (while
+/// `serve` heads: followers spawned earlier have queued by then).
+pub fn read_after(
+    mut before: impl FnMut(),
+) -> impl FnMut(&Items) -> Result<Option<(u32, u32)>, ()> {
+    let mut first = true;
+    move |r| {
+        if std::mem::take(&mut first) {
+            before();
+        }
+        read(r)
+    }
+}
+
+/// Polls a future that must be ready.
+pub fn ready<'s>(
+    fut: &mut EnterFuture<'s, '_, u32, Items, u32>,
+    waker: &Waker,
+) -> Entry<'s, u32, Items, u32> {
+    match super::poll_once(fut, waker) {
+        Poll::Ready(e) => e,
+        Poll::Pending => panic!("the future is still pending"),
+    }
+}
+
+/// A task waker that counts its wake-ups.
+#[derive(Default)]
+pub struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Count {
+    /// The counter and a waker for it.
+    pub fn new() -> (Arc<Self>, Waker) {
+        let c = Arc::new(Self::default());
+        let w = Waker::from(Arc::clone(&c));
+        (c, w)
+    }
+
+    /// Wake-ups so far.
+    pub fn wakes(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
 }
