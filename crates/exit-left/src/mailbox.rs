@@ -149,7 +149,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// datagram at a time: 1.4-1.8x the throughput and 1.3-1.7 context
     /// switches per datagram instead of 1.9-2.1 on a quiet machine,
     /// 0.86-1.22x with two busy threads; saturated, where the others are
-    /// rarely all waiting, 0.94-1.01x quiet and 0.95-1.00x loaded).
+    /// rarely all waiting, 0.94-1.01x quiet and 0.95-1.00x loaded). With
+    /// peers in random order it costs switches (0.2-0.36 more per item,
+    /// quiet) for 1.07-1.19x the throughput; see the README.
     ///
     /// The head also lends the headship while it wakes an owner it
     /// delivered to (a futex call of a few microseconds for a blocked
