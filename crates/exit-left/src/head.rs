@@ -1,9 +1,10 @@
 //! The head's side: the guard that proves it heads the stage.
 
-use crate::stage::{Headship, Stage, wake_quietly};
+use crate::stage::{Headship, Stage, State, wake_quietly};
 use crate::{NotifyOutcome, Undelivered};
 use core::marker::PhantomData;
 use std::hash::Hash;
+use sync_core::sync::MutexGuard;
 
 /// Proof that the current thread heads the stage: the one that may read the
 /// resource. Dropping it (also while unwinding from a panic) hands the
@@ -117,7 +118,7 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// one that polls it, and would then park behind a promotion only it
     /// could take up.
     pub(crate) fn lend_unless_all_wait(self) -> Option<Lent<'s, T, R, M>> {
-        let mut st = self.stage.lock();
+        let st = self.stage.lock();
         let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });
         let queued = st.table.queued();
         let all_wait = queued > 0
@@ -130,12 +131,8 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
         // Decided and handed on under one lock: between two locks a task
         // could queue while the threads ahead of it time out, and get the
         // headship this rule never gives a task.
-        let wake = st.hand_off();
-        drop(st);
         core::mem::forget(self);
-        if let Some(w) = wake {
-            wake_quietly(w);
-        }
+        hand_on(st);
         None
     }
 
@@ -211,33 +208,34 @@ impl<'s, T: Hash + Eq, R, M> Lent<'s, T, R, M> {
 
 impl<T: Hash + Eq, R, M> Drop for Lent<'_, T, R, M> {
     fn drop(&mut self) {
-        let mut st = self.stage.lock();
-        let wake = if st.headship == Headship::Free {
-            st.hand_off()
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(w) = wake {
-            wake_quietly(w);
+        let st = self.stage.lock();
+        if st.headship == Headship::Free {
+            hand_on(st);
         }
     }
 }
 
 impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
     fn drop(&mut self) {
-        let mut st = self.stage.lock();
+        let st = self.stage.lock();
         debug_assert!(matches!(st.headship, Headship::Held { .. }));
-        let wake = st.hand_off();
-        drop(st);
-        if let Some(w) = wake {
-            wake_quietly(w);
-        }
+        hand_on(st);
     }
 }
 
 impl<T: Hash + Eq, R, M> core::fmt::Debug for HeadGuard<'_, T, R, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("HeadGuard").finish_non_exhaustive()
+    }
+}
+
+/// Hands the headship on under the caller's lock `st` (promoting the
+/// longest-waiting follower, or freeing it), then makes the one wake-up
+/// after unlocking, quietly (it runs on the follower's behalf).
+fn hand_on<T: Hash + Eq, M>(mut st: MutexGuard<'_, State<T, M>>) {
+    let wake = st.hand_off();
+    drop(st);
+    if let Some(w) = wake {
+        wake_quietly(w);
     }
 }
