@@ -93,7 +93,7 @@ impl<'s, T: Hash + Eq, R, M> Future for EnterFuture<'s, '_, T, R, M> {
                         return Poll::Ready(entry);
                     }
                     if let Some(waker) = fresh.take() {
-                        let stale = st.table.wait_with(slot, waker, true);
+                        let stale = st.table.wait_with(slot, waker, true, None);
                         this.phase = Phase::Queued;
                         drop(st);
                         drop(stale);

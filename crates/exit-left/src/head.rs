@@ -131,8 +131,9 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
         // Decided and handed on under one lock: between two locks a task
         // could queue while the threads ahead of it time out, and get the
         // headship this rule never gives a task.
+        let stage = self.stage;
         core::mem::forget(self);
-        hand_on(st);
+        hand_on(stage, st);
         None
     }
 
@@ -210,7 +211,7 @@ impl<T: Hash + Eq, R, M> Drop for Lent<'_, T, R, M> {
     fn drop(&mut self) {
         let st = self.stage.lock();
         if st.headship == Headship::Free {
-            hand_on(st);
+            hand_on(self.stage, st);
         }
     }
 }
@@ -219,7 +220,7 @@ impl<T: Hash + Eq, R, M> Drop for HeadGuard<'_, T, R, M> {
     fn drop(&mut self) {
         let st = self.stage.lock();
         debug_assert!(matches!(st.headship, Headship::Held { .. }));
-        hand_on(st);
+        hand_on(self.stage, st);
     }
 }
 
@@ -232,8 +233,8 @@ impl<T: Hash + Eq, R, M> core::fmt::Debug for HeadGuard<'_, T, R, M> {
 /// Hands the headship on under the caller's lock `st` (promoting the
 /// longest-waiting follower, or freeing it), then makes the one wake-up
 /// after unlocking, quietly (it runs on the follower's behalf).
-fn hand_on<T: Hash + Eq, M>(mut st: MutexGuard<'_, State<T, M>>) {
-    let wake = st.hand_off();
+fn hand_on<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>, mut st: MutexGuard<'_, State<T, M>>) {
+    let wake = st.hand_off(stage.gate());
     drop(st);
     if let Some(w) = wake {
         wake_quietly(w);

@@ -147,6 +147,7 @@
 #![forbid(unsafe_code)]
 
 mod future;
+mod gate;
 mod head;
 mod mailbox;
 mod stage;
@@ -197,6 +198,9 @@ pub enum NotifyOutcome {
 pub struct Counters {
     /// Hand-offs of the headship to a waiting follower.
     pub promotions: u64,
+    /// Of `promotions`, those whose follower slept on until the resource
+    /// was readable instead of being woken ([`Stage::promote_when_readable`]).
+    pub promotions_when_readable: u64,
     /// Promotions taken back from a follower that would not use it
     /// (notified first, cancelled, ticket dropped) and handed on.
     pub forwarded_promotions: u64,

@@ -47,6 +47,7 @@
 //!   resolution (a notification that arrived by the deadline is not a
 //!   time-out; a promotion made by the deadline is a `Head`).
 
+use crate::gate::{FdOf, Gate, Watch};
 use crate::head::HeadGuard;
 use crate::table::{Resolution, SlotId, Table, Wait};
 use crate::{Counters, Entry, NotifyOutcome, TicketError};
@@ -167,7 +168,10 @@ impl<T: Hash + Eq, M> State<T, M> {
 
     /// Ends the current headship and promotes the longest-waiting follower.
     /// Returns the waker to wake after the lock: exactly one per hand-off.
-    pub(crate) fn hand_off(&mut self) -> Option<Waker> {
+    /// On a stage that promotes when readable (`gate`), a follower whose
+    /// parker can watch the resource is not woken: the resource is armed in
+    /// its watch, and the kernel wakes it (see `gate.rs`).
+    pub(crate) fn hand_off(&mut self, gate: Gate<'_>) -> Option<Waker> {
         if self.closed {
             self.headship = Headship::Free;
             return None;
@@ -176,7 +180,17 @@ impl<T: Hash + Eq, M> State<T, M> {
             Some(next) => {
                 self.headship = Headship::Promised(next);
                 self.counters.promotions += 1;
-                Some(self.table.dequeue(next, Some(Resolution::Head)))
+                let (waker, watch) = self.table.dequeue_watched(next, Some(Resolution::Head));
+                match watch {
+                    Some(watch) if gate.arm(&watch) => {
+                        self.counters.promotions_when_readable += 1;
+                        let s = self.table.slot_mut(next);
+                        s.asleep = Some(waker);
+                        s.armed = Some(watch);
+                        None
+                    }
+                    _ => Some(waker),
+                }
             }
             None => {
                 self.headship = Headship::Free;
@@ -187,10 +201,21 @@ impl<T: Hash + Eq, M> State<T, M> {
 
     /// Takes back a promotion that `slot` will not use (notified first,
     /// cancelled, or its ticket dropped) and hands it on.
-    pub(crate) fn forward(&mut self, slot: SlotId) -> Option<Waker> {
+    pub(crate) fn forward(&mut self, slot: SlotId, gate: Gate<'_>) -> Option<Waker> {
         debug_assert_eq!(self.headship, Headship::Promised(slot));
         self.counters.forwarded_promotions += 1;
-        self.hand_off()
+        self.hand_off(gate)
+    }
+
+    /// Forgets that `slot`'s promotion waits for the resource: drops the
+    /// kept waker (its own parker's, no foreign code) and disarms the
+    /// resource. For the slot's owner, or whoever ends its wait for it.
+    pub(crate) fn unarm(&mut self, slot: SlotId, gate: Gate<'_>) {
+        let s = self.table.slot_mut(slot);
+        s.asleep = None;
+        if let Some(watch) = s.armed.take() {
+            gate.disarm(&watch);
+        }
     }
 }
 
@@ -204,6 +229,9 @@ impl<T: Hash + Eq, M> State<T, M> {
 /// `Send + Sync` when `T: Send`, `M: Send` and `R: Send + Sync`.
 pub struct Stage<T, R, M = ()> {
     resource: R,
+    /// The resource's descriptor, on a stage that promotes when readable
+    /// ([`Stage::promote_when_readable`]).
+    pub(crate) fd_of: FdOf<R>,
     hasher: RandomState,
     state: Mutex<State<T, M>>,
     /// The mark ([`this_thread`]) of the thread running a token's `Eq`
@@ -241,6 +269,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     pub fn with_mailbox(resource: R) -> Self {
         Self {
             resource,
+            fd_of: None,
             hasher: RandomState::new(),
             eq_runner: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State {
@@ -324,45 +353,64 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             drop(stale);
             return done;
         }
+        #[cfg(target_os = "linux")]
+        if self.fd_of.is_some() {
+            return sync_core::with_thread_ready_parker(|ready| match ready {
+                Some(parker) => self.wait_queued(st, slot, deadline, take_mail, me, parker),
+                None => sync_core::with_thread_parker(|parker| {
+                    self.wait_queued(st, slot, deadline, take_mail, me, parker)
+                }),
+            });
+        }
         sync_core::with_thread_parker(|parker| {
-            let stale = st.table.wait_with(slot, parker.waker(), false);
-            drop(st);
-            // From here until an outcome is taken, an unwind (a panicking
-            // drop of a leaked future's waker) gives the wait up cleanly.
-            let waiting = CancelOnUnwind { stage: self, slot };
-            drop(stale);
-            let entry = loop {
-                let woken = match deadline {
-                    None => {
-                        parker.park();
-                        true
-                    }
-                    Some(d) => parker.park_deadline(d),
-                };
-                let mut st = self.lock();
-                match st.table.slot(slot).wait {
-                    Wait::Resolved(r) => {
-                        let entry = self.finish(&mut st, slot, r, me);
-                        break Self::with_mail(&mut st, slot, entry, take_mail);
-                    }
-                    Wait::Queued { .. } if !woken => {
-                        let waker = st.table.dequeue(slot, None);
-                        st.counters.timeouts += 1;
-                        drop(st);
-                        core::mem::forget(waiting);
-                        // Our own parker's waker: dropping it runs no
-                        // foreign code.
-                        drop(waker);
-                        return (Entry::TimedOut, None);
-                    }
-                    // A stale unpark of this thread's parker: wait on.
-                    Wait::Queued { .. } => {}
-                    Wait::Idle => unreachable!("a queued waiter found idle"),
-                }
-            };
-            core::mem::forget(waiting);
-            entry
+            self.wait_queued(st, slot, deadline, take_mail, me, parker)
         })
+    }
+
+    /// `enter`'s wait, once nothing ended it at once: queues `slot` and
+    /// sleeps on `parker` until its wait is resolved or `deadline` passes.
+    fn wait_queued(
+        &self,
+        mut st: MutexGuard<'_, State<T, M>>,
+        slot: SlotId,
+        deadline: Option<Instant>,
+        take_mail: bool,
+        me: ThreadId,
+        parker: &impl Sleep,
+    ) -> (Entry<'_, T, R, M>, Option<M>) {
+        let stale = st
+            .table
+            .wait_with(slot, parker.waker(), false, parker.watch());
+        drop(st);
+        // From here until an outcome is taken, an unwind (a panicking
+        // drop of a leaked future's waker) gives the wait up cleanly.
+        let waiting = CancelOnUnwind { stage: self, slot };
+        drop(stale);
+        let entry = loop {
+            let woken = parker.sleep(deadline);
+            let mut st = self.lock();
+            match st.table.slot(slot).wait {
+                Wait::Resolved(r) => {
+                    let entry = self.finish(&mut st, slot, r, me);
+                    break Self::with_mail(&mut st, slot, entry, take_mail);
+                }
+                Wait::Queued { .. } if !woken => {
+                    let waker = st.table.dequeue(slot, None);
+                    st.counters.timeouts += 1;
+                    drop(st);
+                    core::mem::forget(waiting);
+                    // Our own parker's waker: dropping it runs no
+                    // foreign code.
+                    drop(waker);
+                    return (Entry::TimedOut, None);
+                }
+                // A stale unpark of this thread's parker: wait on.
+                Wait::Queued { .. } => {}
+                Wait::Idle => unreachable!("a queued waiter found idle"),
+            }
+        };
+        core::mem::forget(waiting);
+        entry
     }
 
     /// Notifies `token`'s ticket from any thread: wakes it if it waits,
@@ -391,7 +439,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             wakers.push(st.table.dequeue(id, Some(Resolution::Closed)));
         }
         if let Headship::Promised(id) = st.headship {
-            st.table.slot_mut(id).wait = Wait::Resolved(Resolution::Closed);
+            let s = st.table.slot_mut(id);
+            s.wait = Wait::Resolved(Resolution::Closed);
+            // Promoted but asleep until the resource is readable: wake it.
+            wakers.extend(s.asleep.take());
             st.headship = Headship::Free;
         }
         drop(st);
@@ -533,12 +584,13 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             }
             Wait::Resolved(Resolution::Head) => {
                 st.table.slot_mut(slot).wait = Wait::Idle;
-                wake = st.forward(slot);
+                wake = st.forward(slot, self.gate());
             }
             Wait::Resolved(Resolution::Closed) | Wait::Idle => {
                 st.table.slot_mut(slot).wait = Wait::Idle;
             }
         }
+        st.unarm(slot, self.gate());
         drop(st);
         // The promotion first: it must arrive even if the stale waker's
         // drop panics.
@@ -588,6 +640,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         me: ThreadId,
     ) -> Entry<'_, T, R, M> {
         st.table.slot_mut(slot).wait = Wait::Idle;
+        st.unarm(slot, self.gate());
         match r {
             Resolution::Notified { .. } => Entry::Notified,
             Resolution::Closed => Entry::Closed,
@@ -618,8 +671,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             drop(st);
             return Err(mail);
         };
-        let (outcome, wake) = Self::notify_locked(&mut st, id, mail, from_head);
+        let (outcome, wake, asleep) = self.notify_locked(&mut st, id, mail, from_head);
         drop(st);
+        if let Some(w) = asleep {
+            // The notified follower's own parker: no foreign code.
+            w.wake();
+        }
         if let Some(w) = wake {
             // The notification is recorded; the waker's panic reaches the
             // caller, unless the caller is unwinding (rule 2 and 3 of
@@ -637,10 +694,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         let hash = self.hasher.hash_one(&token);
         let mut st = self.lock();
         let (wake, unrouted) = match self.find(&st, &token, hash) {
-            Some(id) => (
-                Self::notify_locked(&mut st, id, Some(message), true).1,
-                None,
-            ),
+            Some(id) => {
+                let (_, wake, asleep) = self.notify_locked(&mut st, id, Some(message), true);
+                // Nobody is promoted (and so asleep) while a head routes.
+                debug_assert!(asleep.is_none());
+                (wake.or(asleep), None)
+            }
             None => {
                 st.counters.no_such_token += 1;
                 st.counters.unrouted += 1;
@@ -687,17 +746,21 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// A notification (with `mail`: a delivery) for the registered slot
     /// `id`, under the lock. Returns what it did and the waker to wake after
     /// the lock.
+    /// The third is the waker of a follower whose promotion waited for the
+    /// resource (asleep, see `gate.rs`) and that this notification ends.
     fn notify_locked(
+        &self,
         st: &mut State<T, M>,
         id: SlotId,
         mail: Option<M>,
         from_head: bool,
-    ) -> (NotifyOutcome, Option<Waker>) {
+    ) -> (NotifyOutcome, Option<Waker>, Option<Waker>) {
         let is_mail = mail.is_some();
         if let Some(m) = mail {
             st.table.slot_mut(id).inbox.push_back(m);
         }
         let mut wake = None;
+        let mut asleep = None;
         let outcome = if matches!(st.headship, Headship::Held { slot: Some(h), .. } if h == id) {
             st.table.slot_mut(id).pending |= !is_mail;
             if from_head {
@@ -726,17 +789,20 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 }
                 // Promoted but not yet running: the notification wins and
                 // the headship goes on to the next follower. The thread was
-                // already woken for the promotion.
+                // already woken for the promotion, unless it sleeps until
+                // the resource is readable: then it is woken now.
                 Wait::Resolved(Resolution::Head) => {
                     let resolution = Resolution::Notified { bare: !is_mail };
-                    st.table.slot_mut(id).wait = Wait::Resolved(resolution);
-                    wake = st.forward(id);
+                    let s = st.table.slot_mut(id);
+                    s.wait = Wait::Resolved(resolution);
+                    asleep = s.asleep.take();
+                    wake = st.forward(id, self.gate());
                     NotifyOutcome::Woken
                 }
             }
         };
         st.counters.count(outcome);
-        (outcome, wake)
+        (outcome, wake, asleep)
     }
 }
 
@@ -787,9 +853,10 @@ impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {
             // Only reachable if a waiting future was leaked (`mem::forget`),
             // which ends its borrow of the ticket.
             Wait::Queued { .. } => stale = Some(st.table.dequeue(self.slot, None)),
-            Wait::Resolved(Resolution::Head) => wake = st.forward(self.slot),
+            Wait::Resolved(Resolution::Head) => wake = st.forward(self.slot, self.stage.gate()),
             Wait::Idle | Wait::Resolved(_) => {}
         }
+        st.unarm(self.slot, self.stage.gate());
         if let Headship::Held { slot, .. } = &mut st.headship {
             if *slot == Some(self.slot) {
                 *slot = None;
@@ -825,5 +892,45 @@ impl<T: Hash + Eq, R, M> core::fmt::Debug for Stage<T, R, M> {
             .field("headship", &st.headship)
             .field("closed", &st.closed)
             .finish_non_exhaustive()
+    }
+}
+
+/// What `enter` sleeps on: a thread parker, or (on a stage that promotes
+/// when readable) one the resource can wake (`gate.rs`).
+trait Sleep {
+    fn waker(&self) -> Waker;
+    fn watch(&self) -> Option<Watch>;
+    /// `false` only if `deadline` passed.
+    fn sleep(&self, deadline: Option<Instant>) -> bool;
+}
+
+impl Sleep for sync_core::Parker {
+    fn waker(&self) -> Waker {
+        sync_core::Parker::waker(self)
+    }
+    fn watch(&self) -> Option<Watch> {
+        None
+    }
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        match deadline {
+            None => {
+                self.park();
+                true
+            }
+            Some(d) => self.park_deadline(d),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Sleep for sync_core::ReadyParker {
+    fn waker(&self) -> Waker {
+        sync_core::ReadyParker::waker(self)
+    }
+    fn watch(&self) -> Option<Watch> {
+        Some(sync_core::ReadyParker::watch(self))
+    }
+    fn sleep(&self, deadline: Option<Instant>) -> bool {
+        self.park(deadline)
     }
 }

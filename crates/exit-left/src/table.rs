@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 use std::task::Waker;
 
+use crate::gate::Watch;
+
 /// Index of a slot in the table. Stable while its ticket lives.
 pub(crate) type SlotId = usize;
 
@@ -47,6 +49,9 @@ pub(crate) enum Wait {
     Queued {
         waker: Waker,
         task: bool,
+        /// A blocking waiter's parker that a readable resource can wake
+        /// (a stage that promotes when readable; see `gate.rs`).
+        watch: Option<Watch>,
         prev: Option<SlotId>,
         next: Option<SlotId>,
     },
@@ -66,6 +71,14 @@ pub(crate) struct Slot<T, M> {
     pub(crate) pending: bool,
     /// Messages delivered to this token (a stage with a mailbox).
     pub(crate) inbox: VecDeque<M>,
+    /// Promoted (`Resolved(Head)`) but not woken: the resource is armed in
+    /// its parker's watch, and the kernel wakes it when the resource is
+    /// readable. Kept for whoever ends the promotion first (a notification,
+    /// `close`), who wakes it.
+    pub(crate) asleep: Option<Waker>,
+    /// The watch the resource is armed in, for the owner to disarm when it
+    /// next looks (whatever woke it).
+    pub(crate) armed: Option<Watch>,
 }
 
 pub(crate) struct Table<T, M> {
@@ -118,6 +131,8 @@ impl<T: Hash + Eq, M> Table<T, M> {
             wait: Wait::Idle,
             pending: false,
             inbox: VecDeque::new(),
+            asleep: None,
+            armed: None,
         };
         let id = match self.free {
             Some(id) => {
@@ -164,6 +179,7 @@ impl<T: Hash + Eq, M> Table<T, M> {
         let slot = &mut self.slots[id];
         let token = slot.token.take().expect("removing a free slot");
         let inbox = std::mem::take(&mut slot.inbox);
+        debug_assert!(slot.asleep.is_none() && slot.armed.is_none());
         slot.wait = Wait::Idle;
         slot.pending = false;
         slot.chain = self.free;
@@ -181,11 +197,12 @@ impl<T: Hash + Eq, M> Table<T, M> {
     }
 
     /// Appends an idle slot to the FIFO, to be woken through `waker`.
-    pub(crate) fn enqueue(&mut self, id: SlotId, waker: Waker, task: bool) {
+    pub(crate) fn enqueue(&mut self, id: SlotId, waker: Waker, task: bool, watch: Option<Watch>) {
         debug_assert!(matches!(self.slots[id].wait, Wait::Idle));
         self.slots[id].wait = Wait::Queued {
             waker,
             task,
+            watch,
             prev: self.last,
             next: None,
         };
@@ -202,17 +219,27 @@ impl<T: Hash + Eq, M> Table<T, M> {
     /// that already waits (its earlier future was leaked with `mem::forget`)
     /// keeps its place and gets the new waker; the old one is returned, to be
     /// dropped after the lock.
-    pub(crate) fn wait_with(&mut self, id: SlotId, new: Waker, task: bool) -> Option<Waker> {
+    pub(crate) fn wait_with(
+        &mut self,
+        id: SlotId,
+        new: Waker,
+        task: bool,
+        watch: Option<Watch>,
+    ) -> Option<Waker> {
         match &mut self.slots[id].wait {
             Wait::Queued {
-                waker, task: was, ..
+                waker,
+                task: was,
+                watch: old,
+                ..
             } => {
+                *old = watch;
                 let was = std::mem::replace(was, task);
                 self.queued_tasks = self.queued_tasks - usize::from(was) + usize::from(task);
                 Some(std::mem::replace(waker, new))
             }
             _ => {
-                self.enqueue(id, new, task);
+                self.enqueue(id, new, task, watch);
                 None
             }
         }
@@ -221,6 +248,16 @@ impl<T: Hash + Eq, M> Table<T, M> {
     /// Takes a queued slot out of the FIFO and marks it resolved (or idle,
     /// with `None`). Returns its waker, to be woken or dropped after the lock.
     pub(crate) fn dequeue(&mut self, id: SlotId, to: Option<Resolution>) -> Waker {
+        self.dequeue_watched(id, to).0
+    }
+
+    /// [`dequeue`](Self::dequeue), also returning the waiter's watch, if it
+    /// has one (for a promotion that waits for the resource).
+    pub(crate) fn dequeue_watched(
+        &mut self,
+        id: SlotId,
+        to: Option<Resolution>,
+    ) -> (Waker, Option<Watch>) {
         let new = match to {
             Some(r) => Wait::Resolved(r),
             None => Wait::Idle,
@@ -228,6 +265,7 @@ impl<T: Hash + Eq, M> Table<T, M> {
         let Wait::Queued {
             waker,
             task,
+            watch,
             prev,
             next,
         } = std::mem::replace(&mut self.slots[id].wait, new)
@@ -244,7 +282,7 @@ impl<T: Hash + Eq, M> Table<T, M> {
             None => self.last = prev,
         }
         self.queued -= 1;
-        waker
+        (waker, watch)
     }
 
     /// The longest-waiting slot.
@@ -361,7 +399,7 @@ mod tests {
             })
             .collect();
         for &id in &ids {
-            t.enqueue(id, noop(), false);
+            t.enqueue(id, noop(), false, None);
         }
         assert_eq!(t.queued(), 4);
         drop(t.dequeue(ids[1], None));
@@ -378,14 +416,14 @@ mod tests {
         ));
         // Re-enqueue after leaving: goes to the back.
         t.slot_mut(ids[3]).wait = Wait::Idle;
-        t.enqueue(ids[1], noop(), false);
-        t.enqueue(ids[3], noop(), true);
+        t.enqueue(ids[1], noop(), false, None);
+        t.enqueue(ids[3], noop(), true, None);
         assert_eq!(t.first_queued(), Some(ids[1]));
         assert_eq!((t.queued(), t.queued_tasks()), (2, 1));
         // A new waker for a queued slot may change its kind.
-        drop(t.wait_with(ids[1], noop(), true));
+        drop(t.wait_with(ids[1], noop(), true, None));
         assert_eq!(t.queued_tasks(), 2);
-        drop(t.wait_with(ids[3], noop(), false));
+        drop(t.wait_with(ids[3], noop(), false, None));
         assert_eq!(t.queued_tasks(), 1);
         drop(t.dequeue(ids[1], None));
         drop(t.dequeue(ids[3], None));

@@ -1,0 +1,106 @@
+//! Promotion when readable: the follower that is handed the headship sleeps
+//! on until the resource has something to read.
+//!
+//! # Why
+//!
+//! A follower woken for a promotion runs, reads, and (if nothing has
+//! arrived yet) sleeps again in the read: two sleeps for one item. When
+//! peers take turns that is the common case: the head takes its own item,
+//! hands on, and the next item is still a round trip away. On a stage made
+//! with [`Stage::promote_when_readable`], a blocking follower waits in a
+//! parker whose epoll set the hand-off can add the resource to: the
+//! hand-off *arms* the resource there instead of waking the follower, and
+//! the kernel wakes it when the item arrives. One sleep per item.
+//!
+//! Everything that ends a promotion early still wakes it: a notification
+//! (it wins, and the headship goes on), `close`, and its own deadline (its
+//! parker's time-out). Whatever woke it, the follower disarms the resource
+//! when it looks. A follower without such a parker (a task, or a thread
+//! that could not get one) is woken at once, as on any stage.
+//!
+//! Linux only (epoll); elsewhere, and under loom, nothing is ever armed.
+
+use crate::Stage;
+use std::hash::Hash;
+
+/// A follower's parker, armable from other threads.
+#[cfg(target_os = "linux")]
+pub(crate) type Watch = sync_core::ReadyWatch;
+
+/// No watches here: every promotion wakes its follower.
+#[cfg(not(target_os = "linux"))]
+#[derive(Clone, Debug)]
+pub(crate) enum Watch {}
+
+/// The resource's descriptor, on a stage that promotes when readable.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+pub(crate) struct Gate<'a>(Option<std::os::fd::BorrowedFd<'a>>);
+
+#[cfg(not(target_os = "linux"))]
+#[derive(Clone, Copy)]
+pub(crate) struct Gate<'a>(Option<(core::convert::Infallible, &'a ())>);
+
+/// How a stage finds its resource's descriptor.
+#[cfg(target_os = "linux")]
+pub(crate) type FdOf<R> = Option<for<'a> fn(&'a R) -> std::os::fd::BorrowedFd<'a>>;
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) type FdOf<R> = Option<(core::convert::Infallible, core::marker::PhantomData<R>)>;
+
+impl Gate<'_> {
+    /// Arms the resource in `watch`: the kernel wakes its follower when
+    /// the resource is readable. `false` on a stage that does not promote
+    /// when readable, or if the descriptor cannot be watched.
+    pub(crate) fn arm(self, watch: &Watch) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.0.is_some_and(|fd| watch.arm(fd));
+        #[cfg(not(target_os = "linux"))]
+        match *watch {}
+    }
+
+    /// Undoes [`arm`](Self::arm).
+    pub(crate) fn disarm(self, watch: &Watch) {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = self.0 {
+            watch.disarm(fd);
+        }
+        #[cfg(not(target_os = "linux"))]
+        match *watch {}
+    }
+}
+
+impl<T: Hash + Eq, R, M> Stage<T, R, M> {
+    pub(crate) fn gate(&self) -> Gate<'_> {
+        #[cfg(target_os = "linux")]
+        return Gate(self.fd_of.map(|f| f(self.resource_unchecked())));
+        #[cfg(not(target_os = "linux"))]
+        Gate(None)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl<T: Hash + Eq, R: std::os::fd::AsFd, M> Stage<T, R, M> {
+    /// Makes a hand-off wait for the resource: a blocking follower that is
+    /// promoted while the resource has nothing to read is not woken; the
+    /// kernel wakes it when the resource turns readable, so a follower
+    /// sleeps once per item instead of twice (woken, then blocked in the
+    /// read). Linux only; measured in the crate's README.
+    ///
+    /// Use it when the head's reads block on the resource's descriptor
+    /// turning readable (a socket's `recv_from`, say): a promoted follower
+    /// then has nothing to do before that anyway. A follower promoted this
+    /// way still returns at once for a notification (which wins, the
+    /// headship going on), for `close` and at its deadline. Tasks
+    /// (`enter_async`) are woken at once, as on any stage.
+    ///
+    /// Each thread that waits on such a stage keeps an epoll instance and
+    /// an eventfd (two descriptors, created on its first wait, kept for
+    /// the thread's life); a thread that cannot get them is woken as on any
+    /// stage. A hand-off costs one more system call (the arming) and a
+    /// woken follower one (the disarming).
+    pub fn promote_when_readable(mut self) -> Self {
+        self.fd_of = Some(R::as_fd);
+        self
+    }
+}

@@ -1,0 +1,352 @@
+//! A parker that a file descriptor turning readable can also wake (Linux).
+//!
+//! # Why
+//!
+//! A thread that will read a socket once it is woken pays two sleeps when
+//! it is woken *before* the data arrives: one until the wake-up, one in the
+//! read. If whoever wakes it can instead say "wake it when this descriptor is
+//! readable", the thread sleeps once and the kernel wakes it with the data
+//! there. [`ReadyWatch::arm`] says exactly that, from any thread, without
+//! waking the parked one.
+//!
+//! # How it works
+//!
+//! Each [`ReadyParker`] owns an epoll instance and an eventfd registered in
+//! it. Its [`Waker`] writes the eventfd (one system call, whether or not the
+//! thread sleeps); [`ReadyParker::park`] sleeps in `epoll_wait` and drains
+//! the eventfd when it fired. [`ReadyWatch::arm`] adds a descriptor to the
+//! parker's epoll set, one-shot: the first time it is readable the parker
+//! wakes, and the descriptor is disarmed by the kernel until it is armed
+//! again. [`ReadyWatch::disarm`] removes it. The epoll instance and the
+//! eventfd live in a block shared by the parker, its wakers and its watches,
+//! so a watch armed from another thread never reaches a closed (and possibly
+//! reused) descriptor number.
+//!
+//! Like [`Parker`](crate::Parker), a wake-up is a token that may outlive the
+//! wait it was meant for: `park` may return spuriously, and callers re-check
+//! their condition in a loop.
+//!
+//! Under loom there is no such parker (a model's threads cannot block in the
+//! kernel): [`ReadyParker::new`] fails, and callers fall back to `Parker`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+/// What `epoll_event.u64` says about the eventfd (any descriptor armed
+/// through a watch reports `WATCHED`).
+const EVENTFD: u64 = 0;
+const WATCHED: u64 = 1;
+
+struct Shared {
+    epoll: OwnedFd,
+    event: OwnedFd,
+}
+
+/// The sleeping half: an epoll set holding an eventfd, plus whatever
+/// descriptors its [`ReadyWatch`]es arm.
+///
+/// Not `Send`-restricted like `Parker`: any thread may park on it, but one
+/// at a time is what it is for (two sleepers would share wake-ups).
+pub struct ReadyParker {
+    shared: Arc<Shared>,
+    waker: Waker,
+}
+
+/// Arms descriptors in a [`ReadyParker`]'s set: `Send + Sync + Clone`.
+#[derive(Clone)]
+pub struct ReadyWatch {
+    shared: Arc<Shared>,
+}
+
+/// Turns a `-1` return into the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+impl Shared {
+    fn ctl(&self, op: libc::c_int, fd: libc::c_int, events: u32, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: data };
+        // SAFETY: `ev` is an initialised `epoll_event` that outlives the
+        // call (the kernel copies it); `self.epoll` is open while `self`
+        // lives, and `fd` is open for the caller's borrow.
+        check(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Adds one to the eventfd's counter: wakes a sleeper, or makes the next
+    /// `park` return at once.
+    fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: reads 8 bytes from a live `u64`. It cannot fail short of
+        // the counter overflowing (2^64 - 2 unconsumed wake-ups), and a
+        // failed write would still leave the counter non-zero: nothing to
+        // handle.
+        unsafe { libc::write(self.event.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Resets the eventfd's counter (non-blocking: `EAGAIN` if already 0).
+    fn drain(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: writes at most 8 bytes into a live `u64`.
+        unsafe { libc::read(self.event.as_raw_fd(), (&raw mut count).cast(), 8) };
+    }
+}
+
+impl std::task::Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.signal();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.signal();
+    }
+}
+
+impl ReadyParker {
+    /// A parker with its own epoll set and eventfd (two descriptors, two
+    /// allocations). Fails if the process is out of descriptors, and always
+    /// under loom.
+    pub fn new() -> io::Result<Self> {
+        if cfg!(loom) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no kernel waits in a loom model",
+            ));
+        }
+        // SAFETY: no pointers; a non-negative return is a new descriptor
+        // that nothing else owns, adopted at once.
+        let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: as above.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // SAFETY: no pointers; as above.
+        let event = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: as above.
+        let event = unsafe { OwnedFd::from_raw_fd(event) };
+        let shared = Arc::new(Shared { epoll, event });
+        shared.ctl(
+            libc::EPOLL_CTL_ADD,
+            shared.event.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            EVENTFD,
+        )?;
+        let waker = Waker::from(Arc::clone(&shared));
+        Ok(Self { shared, waker })
+    }
+
+    /// A `Waker` that wakes this parker: one `write` to the eventfd per
+    /// wake. Does not allocate.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// A handle that arms descriptors in this parker's set. Does not
+    /// allocate.
+    pub fn watch(&self) -> ReadyWatch {
+        ReadyWatch {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Sleeps until woken, until an armed descriptor is readable, or until
+    /// `deadline` (`None`: no limit). `true` unless it returned because the
+    /// deadline passed with nothing else reported. May return early
+    /// (spuriously): re-check the condition.
+    ///
+    /// The time-out has millisecond resolution, rounded up: it never
+    /// returns `false` before `deadline`.
+    pub fn park(&self, deadline: Option<Instant>) -> bool {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        loop {
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    left.as_nanos()
+                        .div_ceil(1_000_000)
+                        .min(libc::c_int::MAX as u128) as libc::c_int
+                }
+            };
+            // SAFETY: the kernel writes at most `events.len()` entries into
+            // the live local array.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.shared.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as libc::c_int,
+                    ms,
+                )
+            };
+            let n = match check(n) {
+                Ok(n) => n as usize,
+                // A signal: go round (with what is left of the time).
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nothing else can fail with these arguments; report a
+                // wake-up, which the caller re-checks, rather than sleep on.
+                Err(_) => return true,
+            };
+            if n == 0 {
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    continue;
+                }
+                return false;
+            }
+            if events[..n].iter().any(|e| e.u64 == EVENTFD) {
+                self.shared.drain();
+            }
+            return true;
+        }
+    }
+}
+
+impl ReadyWatch {
+    /// Wakes the parker once, the next time `fd` is readable (at once if it
+    /// is already). The parker does not wake for the arming itself. Arming
+    /// an armed descriptor re-arms it. `false` if `fd` cannot be watched
+    /// (a regular file, say): then nothing was armed.
+    ///
+    /// One system call; does not block.
+    pub fn arm(&self, fd: BorrowedFd<'_>) -> bool {
+        let events = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
+        let raw = fd.as_raw_fd();
+        match self.shared.ctl(libc::EPOLL_CTL_ADD, raw, events, WATCHED) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self
+                .shared
+                .ctl(libc::EPOLL_CTL_MOD, raw, events, WATCHED)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Stops watching `fd` (nothing if it was not armed). A readiness it
+    /// reported and the parker has not consumed yet may still make one
+    /// `park` return early.
+    ///
+    /// One system call; does not block.
+    pub fn disarm(&self, fd: BorrowedFd<'_>) {
+        // ENOENT (not armed) is the only expected failure, and harmless.
+        let _ = self.shared.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+    }
+}
+
+impl core::fmt::Debug for ReadyParker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReadyParker").finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for ReadyWatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReadyWatch").finish_non_exhaustive()
+    }
+}
+
+std::thread_local! {
+    /// Ready parkers not lent out right now; one per nesting depth.
+    static IDLE: core::cell::RefCell<Vec<ReadyParker>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with one of this thread's cached [`ReadyParker`]s (created on
+/// first use at each nesting depth, as
+/// [`with_thread_parker`](crate::with_thread_parker) does), or with `None`
+/// if none can be created (out of descriptors, or under loom).
+pub fn with_thread_ready_parker<R>(f: impl FnOnce(Option<&ReadyParker>) -> R) -> R {
+    /// Gives the parker back to the cache, also when `f` unwinds.
+    struct Lend(Option<ReadyParker>);
+    impl Drop for Lend {
+        fn drop(&mut self) {
+            if let Some(parker) = self.0.take() {
+                let _ = IDLE.try_with(|idle| idle.borrow_mut().push(parker));
+            }
+        }
+    }
+    let cached = IDLE.try_with(|idle| idle.borrow_mut().pop()).ok().flatten();
+    let lend = Lend(cached.or_else(|| ReadyParker::new().ok()));
+    f(lend.0.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
+    #[test]
+    fn a_wake_before_park_makes_it_return_at_once_and_is_consumed() {
+        let p = ReadyParker::new().unwrap();
+        p.waker().wake();
+        p.waker().wake_by_ref();
+        assert!(p.park(None));
+        // Both wakes were one token: the next park times out.
+        assert!(!p.park(soon()));
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_ends_the_sleep() {
+        let p = ReadyParker::new().unwrap();
+        let w = p.waker();
+        let t = std::thread::spawn(move || w.wake());
+        assert!(p.park(None));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn an_armed_descriptor_wakes_the_parker_once_when_readable() {
+        let p = ReadyParker::new().unwrap();
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let watch = p.watch();
+        assert!(watch.arm(rx.as_fd()));
+        // Arming wakes nobody while nothing is readable.
+        assert!(!p.park(soon()));
+        tx.write_all(b"x").unwrap();
+        assert!(p.park(None));
+        // One-shot: still readable, but it does not wake again unarmed.
+        assert!(!p.park(soon()));
+        // Re-arming a readable descriptor wakes at once.
+        assert!(watch.arm(rx.as_fd()));
+        assert!(p.park(None));
+        watch.disarm(rx.as_fd());
+        watch.disarm(rx.as_fd());
+        assert!(watch.arm(rx.as_fd()));
+        watch.disarm(rx.as_fd());
+        assert!(!p.park(soon()));
+    }
+
+    #[test]
+    fn a_watch_armed_from_another_thread_outlives_the_parker() {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let watch = ReadyParker::new().unwrap().watch();
+        // The parker is gone; its epoll set lives on in the watch.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(watch.arm(rx.as_fd())));
+        });
+        tx.write_all(b"x").unwrap();
+        watch.disarm(rx.as_fd());
+    }
+
+    #[test]
+    fn the_thread_cache_lends_one_parker_per_nesting_depth() {
+        with_thread_ready_parker(|outer| {
+            let outer = outer.expect("descriptors are available");
+            outer.waker().wake();
+            with_thread_ready_parker(|inner| {
+                // The inner wait has its own parker: the outer token stays.
+                assert!(!inner.unwrap().park(soon()));
+            });
+            assert!(outer.park(None));
+        });
+    }
+}
