@@ -50,13 +50,24 @@ pub(crate) type FdOf<R> = Option<(core::convert::Infallible, core::marker::Phant
 
 impl Gate<'_> {
     /// Arms the resource in `watch`: the kernel wakes its follower when
-    /// the resource is readable. `false` on a stage that does not promote
-    /// when readable, or if the descriptor cannot be watched.
+    /// the resource is readable (at once if it is). `false` on a stage
+    /// that does not promote when readable, or if the descriptor cannot be
+    /// watched.
     pub(crate) fn arm(self, watch: &Watch) -> bool {
         #[cfg(target_os = "linux")]
         return self.0.is_some_and(|fd| watch.arm(fd));
         #[cfg(not(target_os = "linux"))]
         match *watch {}
+    }
+
+    /// Whether this is a stage that promotes when readable and its
+    /// resource has nothing to read right now: a follower handed the
+    /// headship would sleep on, not be woken.
+    pub(crate) fn would_sleep(self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.0.is_some_and(|fd| !sync_core::is_readable(fd));
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     /// Undoes [`arm`](Self::arm).

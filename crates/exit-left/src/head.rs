@@ -121,10 +121,11 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
         let st = self.stage.lock();
         let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });
         let queued = st.table.queued();
-        let all_wait = queued > 0
+        let others_out = st.table.registered() - queued - usize::from(head_has_ticket);
+        let hand_on_now = queued > 0
             && st.table.queued_tasks() == 0
-            && st.table.registered() == queued + usize::from(head_has_ticket);
-        if !all_wait {
+            && (others_out == 0 || (others_out == 1 && self.stage.gate().would_sleep()));
+        if !hand_on_now {
             drop(st);
             return Some(self.lend());
         }

@@ -151,6 +151,13 @@ pub(crate) struct State<T, M> {
     pub(crate) headship: Headship,
     pub(crate) closed: bool,
     pub(crate) counters: Counters,
+    /// On a stage that promotes when readable: whether the last hand-off
+    /// found nothing to read (its follower slept on). While hand-offs do,
+    /// followers wait where the resource can wake them; otherwise on the
+    /// cheaper thread parker (an epoll wait and an eventfd write cost more
+    /// than a futex's, which shows under saturation, where the resource
+    /// is readable at almost every hand-off and arming would not help).
+    pub(crate) promote_asleep: bool,
 }
 
 impl<T: Hash + Eq, M> State<T, M> {
@@ -181,8 +188,11 @@ impl<T: Hash + Eq, M> State<T, M> {
                 self.headship = Headship::Promised(next);
                 self.counters.promotions += 1;
                 let (waker, watch) = self.table.dequeue_watched(next, Some(Resolution::Head));
+                // One `poll`, on a stage that promotes when readable only.
+                let asleep = gate.would_sleep();
+                self.promote_asleep = asleep;
                 match watch {
-                    Some(watch) if gate.arm(&watch) => {
+                    Some(watch) if asleep && gate.arm(&watch) => {
                         self.counters.promotions_when_readable += 1;
                         let s = self.table.slot_mut(next);
                         s.asleep = Some(waker);
@@ -277,6 +287,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 headship: Headship::Free,
                 closed: false,
                 counters: Counters::default(),
+                promote_asleep: true,
             }),
         }
     }
@@ -354,7 +365,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             return done;
         }
         #[cfg(target_os = "linux")]
-        if self.fd_of.is_some() {
+        if self.fd_of.is_some() && st.promote_asleep {
             return sync_core::with_thread_ready_parker(|ready| match ready {
                 Some(parker) => self.wait_queued(st, slot, deadline, take_mail, me, parker),
                 None => sync_core::with_thread_parker(|parker| {

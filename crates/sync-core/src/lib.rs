@@ -124,7 +124,7 @@ pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
 pub use peer_cpu::{CpuId, PeerCpu};
 #[cfg(target_os = "linux")]
-pub use ready::{ReadyParker, ReadyWatch, with_thread_ready_parker};
+pub use ready::{ReadyParker, ReadyWatch, is_readable, with_thread_ready_parker};
 pub use spin_policy::{SpinHints, SpinPolicy};
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.

@@ -32,6 +32,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -40,9 +41,22 @@ use std::time::Instant;
 const EVENTFD: u64 = 0;
 const WATCHED: u64 = 1;
 
+const EMPTY: u8 = 0;
+const PARKED: u8 = 1;
+const NOTIFIED: u8 = 2;
+
 struct Shared {
     epoll: OwnedFd,
     event: OwnedFd,
+    /// `EMPTY`, `PARKED` (the owner sleeps, or is about to: a wake-up
+    /// writes the eventfd) or `NOTIFIED` (a token waits).
+    state: AtomicU8,
+    /// The descriptor number last added to the set through a watch (-1:
+    /// none), so that re-arming it is one `EPOLL_CTL_MOD`.
+    registered: AtomicI32,
+    /// Whether the armed descriptor fired since it was armed: the kernel
+    /// disarmed it then (one-shot), and `disarm` has nothing to do.
+    fired: AtomicBool,
 }
 
 /// The sleeping half: an epoll set holding an eventfd, plus whatever
@@ -80,22 +94,27 @@ impl Shared {
         Ok(())
     }
 
-    /// Adds one to the eventfd's counter: wakes a sleeper, or makes the next
-    /// `park` return at once.
+    /// Leaves the token; writes the eventfd only if the owner sleeps (or is
+    /// about to), so a wake-up for a thread that is awake costs no system
+    /// call.
     fn signal(&self) {
+        if self.state.swap(NOTIFIED, Ordering::Release) != PARKED {
+            return;
+        }
         let one: u64 = 1;
-        // SAFETY: reads 8 bytes from a live `u64`. It cannot fail short of
-        // the counter overflowing (2^64 - 2 unconsumed wake-ups), and a
-        // failed write would still leave the counter non-zero: nothing to
-        // handle.
+        // SAFETY: reads 8 bytes from a live `u64`. The eventfd is never
+        // read (it is watched edge-triggered: every write is a new event),
+        // so its counter counts these writes; it cannot overflow in
+        // practice (2^64 - 2), and a failed write is harmless: the token is
+        // in `state`, and the sleeper's time-out or next wake-up sees it.
         unsafe { libc::write(self.event.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
-    /// Resets the eventfd's counter (non-blocking: `EAGAIN` if already 0).
-    fn drain(&self) {
-        let mut count: u64 = 0;
-        // SAFETY: writes at most 8 bytes into a live `u64`.
-        unsafe { libc::read(self.event.as_raw_fd(), (&raw mut count).cast(), 8) };
+    /// Takes the token, if there is one.
+    fn consume(&self) -> bool {
+        self.state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -128,11 +147,17 @@ impl ReadyParker {
         let event = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: as above.
         let event = unsafe { OwnedFd::from_raw_fd(event) };
-        let shared = Arc::new(Shared { epoll, event });
+        let shared = Arc::new(Shared {
+            epoll,
+            event,
+            state: AtomicU8::new(EMPTY),
+            registered: AtomicI32::new(-1),
+            fired: AtomicBool::new(false),
+        });
         shared.ctl(
             libc::EPOLL_CTL_ADD,
             shared.event.as_raw_fd(),
-            libc::EPOLLIN as u32,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
             EVENTFD,
         )?;
         let waker = Waker::from(Arc::clone(&shared));
@@ -161,8 +186,21 @@ impl ReadyParker {
     /// The time-out has millisecond resolution, rounded up: it never
     /// returns `false` before `deadline`.
     pub fn park(&self, deadline: Option<Instant>) -> bool {
+        let shared = &*self.shared;
+        if shared.consume() {
+            return true;
+        }
+        if shared
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            // Only a waker changes the word behind our back, to NOTIFIED.
+            shared.state.swap(EMPTY, Ordering::Acquire);
+            return true;
+        }
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
-        loop {
+        let woken = loop {
             let ms = match deadline {
                 None => -1,
                 Some(d) => {
@@ -176,7 +214,7 @@ impl ReadyParker {
             // the live local array.
             let n = unsafe {
                 libc::epoll_wait(
-                    self.shared.epoll.as_raw_fd(),
+                    shared.epoll.as_raw_fd(),
                     events.as_mut_ptr(),
                     events.len() as libc::c_int,
                     ms,
@@ -188,19 +226,23 @@ impl ReadyParker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // Nothing else can fail with these arguments; report a
                 // wake-up, which the caller re-checks, rather than sleep on.
-                Err(_) => return true,
+                Err(_) => break true,
             };
-            if n == 0 {
-                if deadline.is_some_and(|d| Instant::now() < d) {
-                    continue;
-                }
-                return false;
+            if events[..n].iter().any(|e| e.u64 == WATCHED) {
+                shared.fired.store(true, Ordering::Relaxed);
+                break true;
             }
-            if events[..n].iter().any(|e| e.u64 == EVENTFD) {
-                self.shared.drain();
+            if shared.state.load(Ordering::Relaxed) == NOTIFIED {
+                break true;
             }
-            return true;
-        }
+            // Nothing, or the edge of a write whose token an earlier park
+            // already took: sleep on, unless the time is up.
+            if n == 0 && deadline.is_none_or(|d| Instant::now() >= d) {
+                break false;
+            }
+        };
+        // Leave PARKED; a token that raced with the time-out still counts.
+        shared.state.swap(EMPTY, Ordering::Acquire) == NOTIFIED || woken
     }
 }
 
@@ -212,27 +254,64 @@ impl ReadyWatch {
     ///
     /// One system call; does not block.
     pub fn arm(&self, fd: BorrowedFd<'_>) -> bool {
+        let shared = &self.shared;
         let events = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
         let raw = fd.as_raw_fd();
-        match self.shared.ctl(libc::EPOLL_CTL_ADD, raw, events, WATCHED) {
+        shared.fired.store(false, Ordering::Relaxed);
+        // Still in the set (disarmed by the kernel when it fired): modify.
+        // Gone since (the descriptor was closed, and the number may now
+        // be another file's): the kernel says `ENOENT`, and it is added.
+        if shared.registered.load(Ordering::Relaxed) == raw
+            && shared
+                .ctl(libc::EPOLL_CTL_MOD, raw, events, WATCHED)
+                .is_ok()
+        {
+            return true;
+        }
+        let added = match shared.ctl(libc::EPOLL_CTL_ADD, raw, events, WATCHED) {
             Ok(()) => true,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self
-                .shared
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => shared
                 .ctl(libc::EPOLL_CTL_MOD, raw, events, WATCHED)
                 .is_ok(),
             Err(_) => false,
-        }
+        };
+        shared
+            .registered
+            .store(if added { raw } else { -1 }, Ordering::Relaxed);
+        added
     }
 
-    /// Stops watching `fd` (nothing if it was not armed). A readiness it
-    /// reported and the parker has not consumed yet may still make one
-    /// `park` return early.
+    /// Stops watching `fd`: nothing to do if it fired since it was armed
+    /// (the kernel disarmed it; it stays in the set, to be re-armed with
+    /// one call), otherwise one system call. A readiness reported before
+    /// and not yet consumed may still make one `park` return early.
     ///
-    /// One system call; does not block.
+    /// Does not block. For the parker's own thread (it reads what `park`
+    /// recorded); arming and disarming one watch must not race.
     pub fn disarm(&self, fd: BorrowedFd<'_>) {
-        // ENOENT (not armed) is the only expected failure, and harmless.
-        let _ = self.shared.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+        let shared = &self.shared;
+        if shared.fired.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        // ENOENT (not in the set) is the only expected failure, and harmless.
+        let _ = shared.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+        if shared.registered.load(Ordering::Relaxed) == fd.as_raw_fd() {
+            shared.registered.store(-1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Whether `fd` has something to read right now (`poll` with a zero
+/// time-out: one system call, never blocks). `false` if it cannot tell.
+pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one live, initialised `pollfd`; `fd` is open for the borrow.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLIN != 0
 }
 
 impl core::fmt::Debug for ReadyParker {
@@ -308,6 +387,7 @@ mod tests {
         let p = ReadyParker::new().unwrap();
         let (mut tx, rx) = UnixStream::pair().unwrap();
         let watch = p.watch();
+        assert!(!is_readable(rx.as_fd()));
         assert!(watch.arm(rx.as_fd()));
         // Arming wakes nobody while nothing is readable.
         assert!(!p.park(soon()));
@@ -315,6 +395,7 @@ mod tests {
         assert!(p.park(None));
         // One-shot: still readable, but it does not wake again unarmed.
         assert!(!p.park(soon()));
+        assert!(is_readable(rx.as_fd()));
         // Re-arming a readable descriptor wakes at once.
         assert!(watch.arm(rx.as_fd()));
         assert!(p.park(None));
