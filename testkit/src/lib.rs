@@ -13,6 +13,7 @@
 //! - [`ReentrantWaker`]: wakers that run the test's code inside their own
 //!   `clone`, `wake` and `drop` (re-entrancy at the worst moment).
 //! - [`affinity`] (Linux): pin a test thread to a CPU.
+//! - [`pipe`] (Linux): an anonymous pipe, a descriptor to make readable.
 //! - [`in_child`]: run a scenario that may abort the process in a child
 //!   process, so that an abort fails one test.
 //!
@@ -26,11 +27,15 @@ pub mod affinity;
 mod child;
 mod hostile_waker;
 mod panics_on_drop;
+#[cfg(target_os = "linux")]
+mod pipe;
 mod reentrant_waker;
 mod watchdog;
 
 pub use child::in_child;
 pub use hostile_waker::{HostileWaker, Misbehaviour};
 pub use panics_on_drop::PanicsOnDrop;
+#[cfg(target_os = "linux")]
+pub use pipe::pipe;
 pub use reentrant_waker::{Hook, ReentrantWaker};
 pub use watchdog::{Watchdog, iters, watchdog};

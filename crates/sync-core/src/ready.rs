@@ -41,6 +41,15 @@ use std::time::Instant;
 const EVENTFD: u64 = 0;
 const WATCHED: u64 = 1;
 
+/// How a watch arms a descriptor: one-shot (the kernel disarms it when it
+/// reports it). Miri's epoll has no `EPOLLONESHOT`: there the descriptor
+/// stays armed, edge-triggered, until `disarm` removes it, which then
+/// always does.
+#[cfg(not(miri))]
+const WATCH_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLONESHOT) as u32;
+#[cfg(miri)]
+const WATCH_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLET) as u32;
+
 const EMPTY: u8 = 0;
 const PARKED: u8 = 1;
 const NOTIFIED: u8 = 2;
@@ -255,7 +264,7 @@ impl ReadyWatch {
     /// One system call; does not block.
     pub fn arm(&self, fd: BorrowedFd<'_>) -> bool {
         let shared = &self.shared;
-        let events = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
+        let events = WATCH_EVENTS;
         let raw = fd.as_raw_fd();
         shared.fired.store(false, Ordering::Relaxed);
         // Still in the set (disarmed by the kernel when it fired): modify.
@@ -290,7 +299,7 @@ impl ReadyWatch {
     /// recorded); arming and disarming one watch must not race.
     pub fn disarm(&self, fd: BorrowedFd<'_>) {
         let shared = &self.shared;
-        if shared.fired.swap(false, Ordering::Relaxed) {
+        if shared.fired.swap(false, Ordering::Relaxed) && !cfg!(miri) {
             return;
         }
         // ENOENT (not in the set) is the only expected failure, and harmless.
@@ -303,6 +312,7 @@ impl ReadyWatch {
 
 /// Whether `fd` has something to read right now (`poll` with a zero
 /// time-out: one system call, never blocks). `false` if it cannot tell.
+#[cfg(not(miri))]
 pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -312,6 +322,28 @@ pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: one live, initialised `pollfd`; `fd` is open for the borrow.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & libc::POLLIN != 0
+}
+
+/// Miri has no `poll`: the same question asked of a throw-away epoll set
+/// (an added descriptor that is readable is reported at once).
+#[cfg(miri)]
+pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
+    let Ok(probe) = ReadyParker::new() else {
+        return false;
+    };
+    let (events, raw) = ((libc::EPOLLIN | libc::EPOLLET) as u32, fd.as_raw_fd());
+    if probe
+        .shared
+        .ctl(libc::EPOLL_CTL_ADD, raw, events, WATCHED)
+        .is_err()
+    {
+        return false;
+    }
+    let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 2];
+    // SAFETY: the kernel writes at most two entries into the live array.
+    let n = unsafe { libc::epoll_wait(probe.shared.epoll.as_raw_fd(), ev.as_mut_ptr(), 2, 0) };
+    let _ = probe.shared.ctl(libc::EPOLL_CTL_DEL, raw, 0, 0);
+    n > 0 && ev[..n as usize].iter().any(|e| e.u64 == WATCHED)
 }
 
 impl core::fmt::Debug for ReadyParker {
@@ -356,8 +388,8 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::fd::AsFd;
-    use std::os::unix::net::UnixStream;
     use std::time::Duration;
+    use testkit::pipe;
 
     fn soon() -> Option<Instant> {
         Some(Instant::now() + Duration::from_millis(20))
@@ -385,7 +417,7 @@ mod tests {
     #[test]
     fn an_armed_descriptor_wakes_the_parker_once_when_readable() {
         let p = ReadyParker::new().unwrap();
-        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let (rx, mut tx) = pipe();
         let watch = p.watch();
         assert!(!is_readable(rx.as_fd()));
         assert!(watch.arm(rx.as_fd()));
@@ -408,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_watch_armed_from_another_thread_outlives_the_parker() {
-        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let (rx, mut tx) = pipe();
         let watch = ReadyParker::new().unwrap().watch();
         // The parker is gone; its epoll set lives on in the watch.
         std::thread::scope(|s| {
