@@ -25,7 +25,7 @@ use std::hash::Hash;
 
 /// A follower's parker, armable from other threads.
 #[cfg(target_os = "linux")]
-pub(crate) type Watch = sync_core::ReadyWatch;
+pub(crate) type Watch = crate::ready::ReadyWatch;
 
 /// No watches here: every promotion wakes its follower.
 #[cfg(not(target_os = "linux"))]
@@ -65,7 +65,7 @@ impl Gate<'_> {
     /// headship would sleep on, not be woken.
     pub(crate) fn would_sleep(self) -> bool {
         #[cfg(target_os = "linux")]
-        return self.0.is_some_and(|fd| !sync_core::is_readable(fd));
+        return self.0.is_some_and(|fd| !crate::ready::is_readable(fd));
         #[cfg(not(target_os = "linux"))]
         false
     }

@@ -117,6 +117,12 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// Not with a task in the FIFO: the serving thread itself may be the
     /// one that polls it, and would then park behind a promotion only it
     /// could take up.
+    ///
+    /// On a stage that promotes when readable, also when only one other
+    /// ticket is outside the FIFO and nothing is there to read: that
+    /// thread would take a lent headship only to block in the read and then
+    /// wake an owner; the promoted follower sleeps on until its item
+    /// arrives instead (see `serve`'s docs).
     pub(crate) fn lend_unless_all_wait(self) -> Option<Lent<'s, T, R, M>> {
         let st = self.stage.lock();
         let head_has_ticket = matches!(st.headship, Headship::Held { slot: Some(_), .. });

@@ -153,6 +153,14 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// peers in random order it costs switches (0.2-0.36 more per item,
     /// quiet) for 1.07-1.19x the throughput; see the README.
     ///
+    /// On a stage made with [`promote_when_readable`](Stage::promote_when_readable)
+    /// the head also hands on when exactly one other ticket is outside the
+    /// FIFO and the resource has nothing to read (one `poll` to look): that
+    /// one thread (typically the previous head, back from its own message)
+    /// would otherwise take the lent headship only to block in the read and
+    /// wake for someone else's item, two switches for one item; the
+    /// promoted follower is not woken until the item arrives, one switch.
+    ///
     /// The head also lends the headship while it wakes an owner it
     /// delivered to (a futex call of a few microseconds for a blocked
     /// thread), if some other ticket is outside the FIFO (its thread may

@@ -366,7 +366,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         }
         #[cfg(target_os = "linux")]
         if self.fd_of.is_some() && st.promote_asleep {
-            return sync_core::with_thread_ready_parker(|ready| match ready {
+            return crate::ready::with_thread_ready_parker(|ready| match ready {
                 Some(parker) => self.wait_queued(st, slot, deadline, take_mail, me, parker),
                 None => sync_core::with_thread_parker(|parker| {
                     self.wait_queued(st, slot, deadline, take_mail, me, parker)
@@ -934,12 +934,12 @@ impl Sleep for sync_core::Parker {
 }
 
 #[cfg(target_os = "linux")]
-impl Sleep for sync_core::ReadyParker {
+impl Sleep for crate::ready::ReadyParker {
     fn waker(&self) -> Waker {
-        sync_core::ReadyParker::waker(self)
+        crate::ready::ReadyParker::waker(self)
     }
     fn watch(&self) -> Option<Watch> {
-        Some(sync_core::ReadyParker::watch(self))
+        Some(crate::ready::ReadyParker::watch(self))
     }
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         self.park(deadline)

@@ -21,10 +21,6 @@
 //! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches
 //!   memory the waker co-owns, so a waiter may return and free its stack frame
 //!   the instant it observes its flag.
-//! - [`ReadyParker`] / [`ReadyWatch`] (Linux): a parker that a file
-//!   descriptor turning readable can also wake, armed from another thread
-//!   without waking it, so a thread handed a socket to read sleeps once,
-//!   until the data is there, instead of twice.
 //! - [`AtomicWaker`]: a slot holding one [`Waker`](core::task::Waker) that a
 //!   task registers and another thread wakes.
 //! - [`unwind`]: the rule for panics of foreign code (wakers, destructors),
@@ -113,8 +109,6 @@ mod cache_padded;
 pub mod cell;
 mod parker;
 mod peer_cpu;
-#[cfg(target_os = "linux")]
-mod ready;
 mod spin_policy;
 pub mod unwind;
 
@@ -123,8 +117,6 @@ pub use backoff::Backoff;
 pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
 pub use peer_cpu::{CpuId, PeerCpu};
-#[cfg(target_os = "linux")]
-pub use ready::{ReadyParker, ReadyWatch, is_readable, with_thread_ready_parker};
 pub use spin_policy::{SpinHints, SpinPolicy};
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.

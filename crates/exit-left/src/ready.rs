@@ -22,12 +22,13 @@
 //! so a watch armed from another thread never reaches a closed (and possibly
 //! reused) descriptor number.
 //!
-//! Like [`Parker`](crate::Parker), a wake-up is a token that may outlive the
+//! Like `sync_core::Parker`, a wake-up is a token that may outlive the
 //! wait it was meant for: `park` may return spuriously, and callers re-check
 //! their condition in a loop.
 //!
 //! Under loom there is no such parker (a model's threads cannot block in the
-//! kernel): [`ReadyParker::new`] fails, and callers fall back to `Parker`.
+//! kernel): [`ReadyParker::new`] fails, and callers fall back to
+//! `sync_core::Parker`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -73,14 +74,14 @@ struct Shared {
 ///
 /// Not `Send`-restricted like `Parker`: any thread may park on it, but one
 /// at a time is what it is for (two sleepers would share wake-ups).
-pub struct ReadyParker {
+pub(crate) struct ReadyParker {
     shared: Arc<Shared>,
     waker: Waker,
 }
 
 /// Arms descriptors in a [`ReadyParker`]'s set: `Send + Sync + Clone`.
 #[derive(Clone)]
-pub struct ReadyWatch {
+pub(crate) struct ReadyWatch {
     shared: Arc<Shared>,
 }
 
@@ -140,7 +141,7 @@ impl ReadyParker {
     /// A parker with its own epoll set and eventfd (two descriptors, two
     /// allocations). Fails if the process is out of descriptors, and always
     /// under loom.
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         if cfg!(loom) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -175,13 +176,13 @@ impl ReadyParker {
 
     /// A `Waker` that wakes this parker: one `write` to the eventfd per
     /// wake. Does not allocate.
-    pub fn waker(&self) -> Waker {
+    pub(crate) fn waker(&self) -> Waker {
         self.waker.clone()
     }
 
     /// A handle that arms descriptors in this parker's set. Does not
     /// allocate.
-    pub fn watch(&self) -> ReadyWatch {
+    pub(crate) fn watch(&self) -> ReadyWatch {
         ReadyWatch {
             shared: Arc::clone(&self.shared),
         }
@@ -194,7 +195,7 @@ impl ReadyParker {
     ///
     /// The time-out has millisecond resolution, rounded up: it never
     /// returns `false` before `deadline`.
-    pub fn park(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn park(&self, deadline: Option<Instant>) -> bool {
         let shared = &*self.shared;
         if shared.consume() {
             return true;
@@ -262,7 +263,7 @@ impl ReadyWatch {
     /// (a regular file, say): then nothing was armed.
     ///
     /// One system call; does not block.
-    pub fn arm(&self, fd: BorrowedFd<'_>) -> bool {
+    pub(crate) fn arm(&self, fd: BorrowedFd<'_>) -> bool {
         let shared = &self.shared;
         let events = WATCH_EVENTS;
         let raw = fd.as_raw_fd();
@@ -297,7 +298,7 @@ impl ReadyWatch {
     ///
     /// Does not block. For the parker's own thread (it reads what `park`
     /// recorded); arming and disarming one watch must not race.
-    pub fn disarm(&self, fd: BorrowedFd<'_>) {
+    pub(crate) fn disarm(&self, fd: BorrowedFd<'_>) {
         let shared = &self.shared;
         if shared.fired.swap(false, Ordering::Relaxed) && !cfg!(miri) {
             return;
@@ -313,7 +314,7 @@ impl ReadyWatch {
 /// Whether `fd` has something to read right now (`poll` with a zero
 /// time-out: one system call, never blocks). `false` if it cannot tell.
 #[cfg(not(miri))]
-pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> bool {
     let mut p = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
@@ -327,7 +328,7 @@ pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
 /// Miri has no `poll`: the same question asked of a throw-away epoll set
 /// (an added descriptor that is readable is reported at once).
 #[cfg(miri)]
-pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> bool {
     let Ok(probe) = ReadyParker::new() else {
         return false;
     };
@@ -366,9 +367,9 @@ std::thread_local! {
 
 /// Runs `f` with one of this thread's cached [`ReadyParker`]s (created on
 /// first use at each nesting depth, as
-/// [`with_thread_parker`](crate::with_thread_parker) does), or with `None`
+/// `sync_core::with_thread_parker` does), or with `None`
 /// if none can be created (out of descriptors, or under loom).
-pub fn with_thread_ready_parker<R>(f: impl FnOnce(Option<&ReadyParker>) -> R) -> R {
+pub(crate) fn with_thread_ready_parker<R>(f: impl FnOnce(Option<&ReadyParker>) -> R) -> R {
     /// Gives the parker back to the cache, also when `f` unwinds.
     struct Lend(Option<ReadyParker>);
     impl Drop for Lend {
