@@ -35,20 +35,22 @@ pub(crate) enum Watch {}
 /// The resource's descriptor, on a stage that promotes when readable.
 #[cfg(target_os = "linux")]
 #[derive(Clone, Copy)]
-pub(crate) struct Gate<'a>(Option<std::os::fd::BorrowedFd<'a>>);
+pub(crate) struct Gate(Option<std::os::fd::RawFd>);
 
 #[cfg(not(target_os = "linux"))]
 #[derive(Clone, Copy)]
-pub(crate) struct Gate<'a>(Option<(core::convert::Infallible, &'a ())>);
+pub(crate) struct Gate(Option<core::convert::Infallible>);
 
-/// How a stage finds its resource's descriptor.
+/// The resource's descriptor number, taken once when the stage is made
+/// promoting when readable (so that no user code, `AsFd::as_fd`, runs
+/// under the stage's lock, where the hand-offs use it).
 #[cfg(target_os = "linux")]
-pub(crate) type FdOf<R> = Option<for<'a> fn(&'a R) -> std::os::fd::BorrowedFd<'a>>;
+pub(crate) type FdOf = Option<std::os::fd::RawFd>;
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) type FdOf<R> = Option<(core::convert::Infallible, core::marker::PhantomData<R>)>;
+pub(crate) type FdOf = Option<core::convert::Infallible>;
 
-impl Gate<'_> {
+impl Gate {
     /// Arms the resource in `watch`: the kernel wakes its follower when
     /// the resource is readable (at once if it is). `false` on a stage
     /// that does not promote when readable, or if the descriptor cannot be
@@ -82,11 +84,8 @@ impl Gate<'_> {
 }
 
 impl<T: Hash + Eq, R, M> Stage<T, R, M> {
-    pub(crate) fn gate(&self) -> Gate<'_> {
-        #[cfg(target_os = "linux")]
-        return Gate(self.fd_of.map(|f| f(self.resource_unchecked())));
-        #[cfg(not(target_os = "linux"))]
-        Gate(None)
+    pub(crate) fn gate(&self) -> Gate {
+        Gate(self.fd_of)
     }
 }
 
@@ -100,7 +99,11 @@ impl<T: Hash + Eq, R: std::os::fd::AsFd, M> Stage<T, R, M> {
     ///
     /// Use it when the head's reads block on the resource's descriptor
     /// turning readable (a socket's `recv_from`, say): a promoted follower
-    /// then has nothing to do before that anyway. A follower promoted this
+    /// then has nothing to do before that anyway. Not for a resource that
+    /// buffers in user space (a `BufReader`): data waiting in its buffer
+    /// does not make the descriptor readable, and a promoted follower
+    /// would sleep until more arrives or its deadline. The descriptor is
+    /// taken once, here: `R::as_fd` must keep returning the same one. A follower promoted this
     /// way still returns at once for a notification (which wins, the
     /// headship going on), for `close` and at its deadline. Tasks
     /// (`enter_async`) are woken at once, as on any stage.
@@ -111,7 +114,8 @@ impl<T: Hash + Eq, R: std::os::fd::AsFd, M> Stage<T, R, M> {
     /// stage. A hand-off costs one more system call (the arming) and a
     /// woken follower one (the disarming).
     pub fn promote_when_readable(mut self) -> Self {
-        self.fd_of = Some(R::as_fd);
+        use std::os::fd::AsRawFd;
+        self.fd_of = Some(self.resource_unchecked().as_fd().as_raw_fd());
         self
     }
 }

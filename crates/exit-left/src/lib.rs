@@ -148,7 +148,8 @@
 //! ticket in each new slot, and `close` (a list of wakers). A follower parks
 //! at once (followers wait far longer than a spin could pay for) on its
 //! thread's cached parker. `notify`, `deliver` and a hand-off make at most
-//! one wake-up (one futex call). The only `unsafe` code is the system calls
+//! one wake-up (one futex call; two for a `notify` that ends a promotion
+//! sleeping until the resource is readable, see [`Stage::notify`]). The only `unsafe` code is the system calls
 //! behind [`Stage::promote_when_readable`] (epoll, eventfd, `poll`), in one
 //! module, with the tests that run them under Miri.
 //!
@@ -214,8 +215,12 @@ pub enum NotifyOutcome {
 pub struct Counters {
     /// Hand-offs of the headship to a waiting follower.
     pub promotions: u64,
-    /// Of `promotions`, those whose follower slept on until the resource
-    /// was readable instead of being woken ([`Stage::promote_when_readable`]).
+    /// Of `promotions`, those made by arming the resource in the follower's
+    /// parker instead of waking it, nothing being there to read
+    /// ([`Stage::promote_when_readable`]). The follower then sleeps until
+    /// the resource turns readable, unless a notification, `close` or its
+    /// deadline wakes it first (a notification also forwards the
+    /// promotion, counted again).
     pub promotions_when_readable: u64,
     /// Promotions taken back from a follower that would not use it
     /// (notified first, cancelled, ticket dropped) and handed on.

@@ -31,7 +31,7 @@
 //! `sync_core::Parker`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::task::Waker;
@@ -80,6 +80,10 @@ pub(crate) struct ReadyParker {
 }
 
 /// Arms descriptors in a [`ReadyParker`]'s set: `Send + Sync + Clone`.
+///
+/// Descriptors are passed as numbers, taken once by the caller (the stage,
+/// from its resource when it is made): no user code (an `AsFd` impl) runs
+/// where a watch is used, under the stage's lock.
 #[derive(Clone)]
 pub(crate) struct ReadyWatch {
     shared: Arc<Shared>,
@@ -99,7 +103,8 @@ impl Shared {
         let mut ev = libc::epoll_event { events, u64: data };
         // SAFETY: `ev` is an initialised `epoll_event` that outlives the
         // call (the kernel copies it); `self.epoll` is open while `self`
-        // lives, and `fd` is open for the caller's borrow.
+        // lives. `fd` is only a number to the kernel: a closed one is an
+        // error (`EBADF`), never a memory access.
         check(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
@@ -263,10 +268,10 @@ impl ReadyWatch {
     /// (a regular file, say): then nothing was armed.
     ///
     /// One system call; does not block.
-    pub(crate) fn arm(&self, fd: BorrowedFd<'_>) -> bool {
+    pub(crate) fn arm(&self, fd: RawFd) -> bool {
         let shared = &self.shared;
         let events = WATCH_EVENTS;
-        let raw = fd.as_raw_fd();
+        let raw = fd;
         shared.fired.store(false, Ordering::Relaxed);
         // Still in the set (disarmed by the kernel when it fired): modify.
         // Gone since (the descriptor was closed, and the number may now
@@ -298,14 +303,14 @@ impl ReadyWatch {
     ///
     /// Does not block. For the parker's own thread (it reads what `park`
     /// recorded); arming and disarming one watch must not race.
-    pub(crate) fn disarm(&self, fd: BorrowedFd<'_>) {
+    pub(crate) fn disarm(&self, fd: RawFd) {
         let shared = &self.shared;
         if shared.fired.swap(false, Ordering::Relaxed) && !cfg!(miri) {
             return;
         }
         // ENOENT (not in the set) is the only expected failure, and harmless.
-        let _ = shared.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
-        if shared.registered.load(Ordering::Relaxed) == fd.as_raw_fd() {
+        let _ = shared.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+        if shared.registered.load(Ordering::Relaxed) == fd {
             shared.registered.store(-1, Ordering::Relaxed);
         }
     }
@@ -314,13 +319,14 @@ impl ReadyWatch {
 /// Whether `fd` has something to read right now (`poll` with a zero
 /// time-out: one system call, never blocks). `false` if it cannot tell.
 #[cfg(not(miri))]
-pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_readable(fd: RawFd) -> bool {
     let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one live, initialised `pollfd`; `fd` is open for the borrow.
+    // SAFETY: one live, initialised `pollfd`; a closed `fd` is reported in
+    // `revents`, not a memory access.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & libc::POLLIN != 0
 }
@@ -328,11 +334,11 @@ pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> bool {
 /// Miri has no `poll`: the same question asked of a throw-away epoll set
 /// (an added descriptor that is readable is reported at once).
 #[cfg(miri)]
-pub(crate) fn is_readable(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_readable(fd: RawFd) -> bool {
     let Ok(probe) = ReadyParker::new() else {
         return false;
     };
-    let (events, raw) = ((libc::EPOLLIN | libc::EPOLLET) as u32, fd.as_raw_fd());
+    let (events, raw) = ((libc::EPOLLIN | libc::EPOLLET) as u32, fd);
     if probe
         .shared
         .ctl(libc::EPOLL_CTL_ADD, raw, events, WATCHED)
@@ -388,7 +394,7 @@ pub(crate) fn with_thread_ready_parker<R>(f: impl FnOnce(Option<&ReadyParker>) -
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::os::fd::AsFd;
+    use std::os::fd::AsRawFd;
     use std::time::Duration;
     use testkit::pipe;
 
@@ -420,22 +426,22 @@ mod tests {
         let p = ReadyParker::new().unwrap();
         let (rx, mut tx) = pipe();
         let watch = p.watch();
-        assert!(!is_readable(rx.as_fd()));
-        assert!(watch.arm(rx.as_fd()));
+        assert!(!is_readable(rx.as_raw_fd()));
+        assert!(watch.arm(rx.as_raw_fd()));
         // Arming wakes nobody while nothing is readable.
         assert!(!p.park(soon()));
         tx.write_all(b"x").unwrap();
         assert!(p.park(None));
         // One-shot: still readable, but it does not wake again unarmed.
         assert!(!p.park(soon()));
-        assert!(is_readable(rx.as_fd()));
+        assert!(is_readable(rx.as_raw_fd()));
         // Re-arming a readable descriptor wakes at once.
-        assert!(watch.arm(rx.as_fd()));
+        assert!(watch.arm(rx.as_raw_fd()));
         assert!(p.park(None));
-        watch.disarm(rx.as_fd());
-        watch.disarm(rx.as_fd());
-        assert!(watch.arm(rx.as_fd()));
-        watch.disarm(rx.as_fd());
+        watch.disarm(rx.as_raw_fd());
+        watch.disarm(rx.as_raw_fd());
+        assert!(watch.arm(rx.as_raw_fd()));
+        watch.disarm(rx.as_raw_fd());
         assert!(!p.park(soon()));
     }
 
@@ -445,10 +451,10 @@ mod tests {
         let watch = ReadyParker::new().unwrap().watch();
         // The parker is gone; its epoll set lives on in the watch.
         std::thread::scope(|s| {
-            s.spawn(|| assert!(watch.arm(rx.as_fd())));
+            s.spawn(|| assert!(watch.arm(rx.as_raw_fd())));
         });
         tx.write_all(b"x").unwrap();
-        watch.disarm(rx.as_fd());
+        watch.disarm(rx.as_raw_fd());
     }
 
     #[test]

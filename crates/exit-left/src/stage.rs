@@ -178,7 +178,7 @@ impl<T: Hash + Eq, M> State<T, M> {
     /// On a stage that promotes when readable (`gate`), a follower whose
     /// parker can watch the resource is not woken: the resource is armed in
     /// its watch, and the kernel wakes it (see `gate.rs`).
-    pub(crate) fn hand_off(&mut self, gate: Gate<'_>) -> Option<Waker> {
+    pub(crate) fn hand_off(&mut self, gate: Gate) -> Option<Waker> {
         if self.closed {
             self.headship = Headship::Free;
             return None;
@@ -211,7 +211,7 @@ impl<T: Hash + Eq, M> State<T, M> {
 
     /// Takes back a promotion that `slot` will not use (notified first,
     /// cancelled, or its ticket dropped) and hands it on.
-    pub(crate) fn forward(&mut self, slot: SlotId, gate: Gate<'_>) -> Option<Waker> {
+    pub(crate) fn forward(&mut self, slot: SlotId, gate: Gate) -> Option<Waker> {
         debug_assert_eq!(self.headship, Headship::Promised(slot));
         self.counters.forwarded_promotions += 1;
         self.hand_off(gate)
@@ -220,7 +220,7 @@ impl<T: Hash + Eq, M> State<T, M> {
     /// Forgets that `slot`'s promotion waits for the resource: drops the
     /// kept waker (its own parker's, no foreign code) and disarms the
     /// resource. For the slot's owner, or whoever ends its wait for it.
-    pub(crate) fn unarm(&mut self, slot: SlotId, gate: Gate<'_>) {
+    pub(crate) fn unarm(&mut self, slot: SlotId, gate: Gate) {
         let s = self.table.slot_mut(slot);
         s.asleep = None;
         if let Some(watch) = s.armed.take() {
@@ -241,7 +241,7 @@ pub struct Stage<T, R, M = ()> {
     resource: R,
     /// The resource's descriptor, on a stage that promotes when readable
     /// ([`Stage::promote_when_readable`]).
-    pub(crate) fd_of: FdOf<R>,
+    pub(crate) fd_of: FdOf,
     hasher: RandomState,
     state: Mutex<State<T, M>>,
     /// The mark ([`this_thread`]) of the thread running a token's `Eq`
@@ -429,8 +429,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// Notifications coalesce like `unpark`s: several before the owner
     /// looks are one `Notified`.
     ///
-    /// Does not block (one short lock); at most one wake-up; allocates
-    /// nothing.
+    /// Does not block (one short lock); allocates nothing; at most one
+    /// wake-up, or two when it ends a promotion that sleeps until the
+    /// resource is readable ([`promote_when_readable`](Stage::promote_when_readable))
+    /// and the headship goes on to a follower that must be woken (a task,
+    /// or the resource is readable by then).
     pub fn notify(&self, token: &T) -> NotifyOutcome {
         self.notify_inner(token, None, false)
             .unwrap_or(NotifyOutcome::NoSuchToken)
