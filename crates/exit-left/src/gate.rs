@@ -62,6 +62,11 @@ impl Gate {
         match *watch {}
     }
 
+    /// Whether this is a stage that promotes when readable.
+    pub(crate) fn is_set(self) -> bool {
+        self.0.is_some()
+    }
+
     /// Whether this is a stage that promotes when readable and its
     /// resource has nothing to read right now: a follower handed the
     /// headship would sleep on, not be woken.
