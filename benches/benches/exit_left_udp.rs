@@ -125,14 +125,17 @@
 //! one at a time, the floor is one (the owner, for socket-per-thread); a
 //! design that reads on one thread and hands over to the owner on another
 //! pays up to two (the reader sleeping until the next datagram, and the
-//! owner: ours-blocking, reader-thread), less when the reader is the owner
-//! or finds the next datagram already queued (ours-blocking and ours-recv
-//! hand the headship to the longest waiter when the head reads its own
-//! datagram and everyone else waits: with peers taking turns, that is the
-//! next datagram's owner, woken while the echo travels; measured here,
-//! quiet: 1.3-1.7 for both, 2.2-2.4 for reader-thread); broadcast
-//! wakes every waiter, about N; ours-async runs every task on one thread
-//! and pays one (the runtime thread sleeping in `epoll_wait`).
+//! owner: reader-thread, ours-eager), less when the reader is the owner
+//! (ours-blocking and ours-recv hand the headship to the longest waiter
+//! when the head reads its own datagram and the others wait: with peers
+//! taking turns, that is the next datagram's owner; ours-eager wakes it at
+//! once, and it sleeps again in the read unless the datagram is there,
+//! measured here quiet 1.3-1.7; ours-blocking and ours-recv arm the socket
+//! in its epoll set instead, and the kernel wakes it when the datagram
+//! arrives: one voluntary switch, as for socket-per-thread; reader-thread
+//! 2.2-2.4); broadcast wakes every waiter, about N; ours-async runs every
+//! task on one thread and pays one (the runtime thread sleeping in
+//! `epoll_wait`).
 //!
 //! # Steal
 //!
