@@ -18,6 +18,13 @@
 //! when it looks. A follower without such a parker (a task, or a thread
 //! that could not get one) is woken at once, as on any stage.
 //!
+//! That parker costs every wait about a microsecond more than a futex
+//! (an epoll wait, an eventfd write), and pays only for the waits that end
+//! in a promotion with nothing to read. So threads take it only while such
+//! promotions are a good share of the recent ends of waits
+//! (`State::arm_share`); under saturation, where deliveries end the waits,
+//! they wait on the plain thread parker and a promotion wakes them at once.
+//!
 //! Linux only (epoll); elsewhere, and under loom, nothing is ever armed.
 
 use crate::Stage;
@@ -77,11 +84,11 @@ impl Gate {
         false
     }
 
-    /// Undoes [`arm`](Self::arm).
-    pub(crate) fn disarm(self, watch: &Watch) {
+    /// Undoes [`arm`](Self::arm); `keep_fired`: see `ReadyWatch::disarm`.
+    pub(crate) fn disarm(self, watch: &Watch, keep_fired: bool) {
         #[cfg(target_os = "linux")]
         if let Some(fd) = self.0 {
-            watch.disarm(fd);
+            watch.disarm(fd, keep_fired);
         }
         #[cfg(not(target_os = "linux"))]
         match *watch {}
@@ -101,6 +108,14 @@ impl<T: Hash + Eq, R: std::os::fd::AsFd, M> Stage<T, R, M> {
     /// kernel wakes it when the resource turns readable, so a follower
     /// sleeps once per item instead of twice (woken, then blocked in the
     /// read). Linux only; measured in the crate's README.
+    ///
+    /// Adaptive: a follower waits where the resource can wake it only while
+    /// recent waits on the stage often ended in such a promotion (owners
+    /// taking turns); while most end in deliveries (saturated traffic,
+    /// where the resource is rarely empty at a hand-off), followers wait on
+    /// the cheaper thread parker and a promotion wakes them at once, as on
+    /// any stage. [`Counters::promotions_when_readable`](crate::Counters)
+    /// counts the promotions made by arming.
     ///
     /// Use it when the head's reads block on the resource's descriptor
     /// turning readable (a socket's `recv_from`, say): a promoted follower

@@ -241,9 +241,18 @@ impl<T: Hash + Eq, R, M> core::fmt::Debug for HeadGuard<'_, T, R, M> {
 /// longest-waiting follower, or freeing it), then makes the one wake-up
 /// after unlocking, quietly (it runs on the follower's behalf).
 fn hand_on<T: Hash + Eq, R, M>(stage: &Stage<T, R, M>, mut st: MutexGuard<'_, State<T, M>>) {
-    let wake = st.hand_off(stage.gate());
+    let gate = stage.gate();
+    let wake = st.hand_off(gate);
     drop(st);
     if let Some(w) = wake {
         wake_quietly(w);
+    }
+    // The head's thread: a resource that woke it for this headship leaves
+    // its epoll set now, while the descriptor still names the resource (a
+    // stage dropped next, over a socket that lives on elsewhere, would
+    // leave it there).
+    #[cfg(target_os = "linux")]
+    if gate.is_set() {
+        crate::ready::tidy_thread();
     }
 }

@@ -97,7 +97,9 @@
 //! does not wake the follower but arms the socket in its parker's epoll
 //! set, and the kernel wakes it when the item arrives. A promoted follower
 //! sleeps once per item instead of twice (woken, then blocked in the read):
-//! with peers taking turns that is one switch per item.
+//! with peers taking turns that is one switch per item. (Adaptive: while
+//! deliveries end most waits, as under saturation, followers wait on the
+//! cheaper thread parker and are woken at once.)
 //!
 //! # Guarantees
 //!
@@ -106,8 +108,9 @@
 //! - **FIFO hand-off, one wake-up.** Dropping the guard (also while
 //!   unwinding from a panic) promotes the longest-waiting follower and wakes
 //!   exactly that one thread (on a stage that promotes when readable, with
-//!   nothing to read: none yet; the resource wakes it when it turns
-//!   readable, and a notification, `close` or its deadline before that). No follower is skipped twice in a row; none
+//!   nothing to read, and a follower waiting where the resource can wake
+//!   it: none yet; the resource wakes it when it turns readable, and a
+//!   notification, `close` or its deadline before that). No follower is skipped twice in a row; none
 //!   starves. The one exception is the headship that [`Stage::serve`] lends
 //!   while its `handle` runs or its head wakes an owner: a thread that
 //!   enters then heads at once, ahead of the queue, so threads that keep
@@ -217,7 +220,8 @@ pub struct Counters {
     pub promotions: u64,
     /// Of `promotions`, those made by arming the resource in the follower's
     /// parker instead of waking it, nothing being there to read
-    /// ([`Stage::promote_when_readable`]). The follower then sleeps until
+    /// ([`Stage::promote_when_readable`]; only for a follower waiting where
+    /// the resource can wake it, which that method's docs say when). The follower then sleeps until
     /// the resource turns readable, unless a notification, `close` or its
     /// deadline wakes it first (a notification also forwards the
     /// promotion, counted again).

@@ -291,18 +291,18 @@ impl ReadyWatch {
         added
     }
 
-    /// Stops watching `fd`. If it fired since it was armed, the kernel has
-    /// disarmed it already: it stays in the set until [`tidy_thread`],
-    /// so that the woken thread does not pay a system call on its way to
-    /// the read. Otherwise one system call (it could still fire). A
+    /// Stops watching `fd`: one system call. With `keep_fired`, if it fired
+    /// since it was armed (the kernel has disarmed it already), it stays in
+    /// the set until [`tidy_thread`], so that a thread woken to read `fd`
+    /// does not pay that call on its way to the read. A
     /// readiness reported before and not yet consumed may still make one
     /// `park` return early.
     ///
     /// Does not block. For the parker's own thread (it reads what `park`
     /// recorded); arming and disarming one watch must not race.
-    pub(crate) fn disarm(&self, fd: RawFd) {
+    pub(crate) fn disarm(&self, fd: RawFd, keep_fired: bool) {
         let shared = &self.shared;
-        if shared.fired.swap(false, Ordering::Relaxed) && !cfg!(miri) {
+        if shared.fired.swap(false, Ordering::Relaxed) && keep_fired && !cfg!(miri) {
             return;
         }
         // ENOENT (not in the set) is the only expected failure, and harmless.
@@ -461,10 +461,10 @@ mod tests {
         // Re-arming a readable descriptor wakes at once.
         assert!(watch.arm(rx.as_raw_fd()));
         assert!(p.park(None));
-        watch.disarm(rx.as_raw_fd());
-        watch.disarm(rx.as_raw_fd());
+        watch.disarm(rx.as_raw_fd(), true);
+        watch.disarm(rx.as_raw_fd(), true);
         assert!(watch.arm(rx.as_raw_fd()));
-        watch.disarm(rx.as_raw_fd());
+        watch.disarm(rx.as_raw_fd(), true);
         assert!(!p.park(soon()));
     }
 
@@ -489,10 +489,19 @@ mod tests {
             assert!(p.watch().arm(fd));
             tx.write_all(b"x").unwrap();
             assert!(p.park(None));
-            p.watch().disarm(fd);
+            p.watch().disarm(fd, true);
             // Left for later: the woken thread pays nothing on its way
             // (Miri, without one-shot, removes it at once).
             assert_eq!(in_set(p, fd), !cfg!(miri));
+            // Not kept when asked not to (a follower woken for anything
+            // but the headship): removed at once.
+            let other = ReadyParker::new().unwrap();
+            let (rx3, mut tx3) = pipe();
+            assert!(other.watch().arm(rx3.as_raw_fd()));
+            tx3.write_all(b"z").unwrap();
+            assert!(other.park(None));
+            other.watch().disarm(rx3.as_raw_fd(), false);
+            assert!(!in_set(&other, rx3.as_raw_fd()));
             // Not armed any more: still readable, it wakes nobody.
             assert!(!p.park(soon()));
         });
@@ -510,11 +519,11 @@ mod tests {
         let (rx2, mut tx2) = pipe();
         let fd2 = rx2.as_raw_fd();
         assert!(p.watch().arm(fd2));
-        p.watch().disarm(fd2);
+        p.watch().disarm(fd2, true);
         assert!(!in_set(&p, fd2));
         assert!(p.watch().arm(fd));
         assert!(p.park(None), "fd is readable");
-        p.watch().disarm(fd);
+        p.watch().disarm(fd, true);
         assert!(p.watch().arm(fd2));
         assert!(!in_set(&p, fd));
         tx2.write_all(b"y").unwrap();
@@ -531,7 +540,7 @@ mod tests {
             s.spawn(|| assert!(watch.arm(rx.as_raw_fd())));
         });
         tx.write_all(b"x").unwrap();
-        watch.disarm(rx.as_raw_fd());
+        watch.disarm(rx.as_raw_fd(), true);
     }
 
     #[test]

@@ -251,11 +251,16 @@ impl<T: Hash + Eq, M> State<T, M> {
     /// Forgets that `slot`'s promotion waits for the resource: drops the
     /// kept waker (its own parker's, no foreign code) and disarms the
     /// resource. For the slot's owner, or whoever ends its wait for it.
-    pub(crate) fn unarm(&mut self, slot: SlotId, gate: Gate) {
+    ///
+    /// `heads`: the owner heads now. Then a resource that fired (and so is
+    /// disarmed already) is left in its set, to be removed off the way to
+    /// the read: when it hands the headship on, or at its next wait
+    /// (`ready::tidy_thread`). Otherwise it goes at once.
+    pub(crate) fn unarm(&mut self, slot: SlotId, gate: Gate, heads: bool) {
         let s = self.table.slot_mut(slot);
         s.asleep = None;
         if let Some(watch) = s.armed.take() {
-            gate.disarm(&watch);
+            gate.disarm(&watch, heads);
         }
     }
 }
@@ -639,7 +644,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 st.table.slot_mut(slot).wait = Wait::Idle;
             }
         }
-        st.unarm(slot, self.gate());
+        st.unarm(slot, self.gate(), false);
         drop(st);
         // The promotion first: it must arrive even if the stale waker's
         // drop panics.
@@ -689,7 +694,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         me: ThreadId,
     ) -> Entry<'_, T, R, M> {
         st.table.slot_mut(slot).wait = Wait::Idle;
-        st.unarm(slot, self.gate());
+        st.unarm(slot, self.gate(), r == Resolution::Head);
         match r {
             Resolution::Notified { .. } => Entry::Notified,
             Resolution::Closed => Entry::Closed,
@@ -908,7 +913,7 @@ impl<T: Hash + Eq, R, M> Drop for Ticket<'_, T, R, M> {
             Wait::Resolved(Resolution::Head) => wake = st.forward(self.slot, self.stage.gate()),
             Wait::Idle | Wait::Resolved(_) => {}
         }
-        st.unarm(self.slot, self.stage.gate());
+        st.unarm(self.slot, self.stage.gate(), false);
         if let Headship::Held { slot, .. } = &mut st.headship {
             if *slot == Some(self.slot) {
                 *slot = None;
