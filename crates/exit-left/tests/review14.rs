@@ -46,6 +46,8 @@
 
 mod common;
 
+use common::datagram::{read_item, stays_unset};
+use common::script::Count;
 use common::{Got, got, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, Stage, Ticket};
 use std::ops::ControlFlow;
@@ -85,30 +87,6 @@ fn finished_or_close<T: std::hash::Hash + Eq, R, M>(
         thread::sleep(Duration::from_millis(1));
     }
     true
-}
-
-/// Whether `done` stays unset for a while (a wrongly woken thread would
-/// have set it).
-fn stays_unset(done: &AtomicBool) -> bool {
-    thread::sleep(Duration::from_millis(100));
-    !done.load(Ordering::Acquire)
-}
-
-/// Counts wake-ups.
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Count>, Waker) {
-    let c = Arc::new(Count(AtomicUsize::new(0)));
-    (Arc::clone(&c), Waker::from(Arc::clone(&c)))
 }
 
 /// Main thread heads with ticket 1; a thread enters with ticket 2 and no
@@ -261,7 +239,7 @@ fn finding_2_notify_of_a_follower_promoted_asleep_makes_two_wake_ups() {
     let mut a = stage.ticket(2).unwrap();
     let mut b = stage.ticket(3).unwrap();
     let a_done = AtomicBool::new(false);
-    let (b_count, b_waker) = counting();
+    let (b_count, b_waker) = Count::new();
     let (a_got, b_pending) = thread::scope(|s| {
         let t = s.spawn(|| {
             // No time-out: if it returns, someone woke it.
@@ -277,7 +255,7 @@ fn finding_2_notify_of_a_follower_promoted_asleep_makes_two_wake_ups() {
             fut_b = Some(fut);
         });
         assert!(stays_unset(&a_done), "A slept on, promoted");
-        assert_eq!(b_count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(b_count.wakes(), 0);
         assert_eq!(stage.notify(&2), exit_left::NotifyOutcome::Woken);
         let a_woken = finished_or_close(&stage, &a_done, 10);
         let a_got = t.join().unwrap();
@@ -291,7 +269,7 @@ fn finding_2_notify_of_a_follower_promoted_asleep_makes_two_wake_ups() {
     // Documented since (`Stage::notify`): two wake-ups when the notification
     // ends a promotion that sleeps and the headship goes on to a follower
     // that must be woken (here a task).
-    let wake_ups = 1 + b_count.0.load(Ordering::SeqCst);
+    let wake_ups = 1 + b_count.wakes();
     assert_eq!(wake_ups, 2, "A's own and the forwarded promotion's");
 }
 
@@ -604,14 +582,14 @@ fn held_a_task_is_woken_at_once_by_the_hand_off() {
     let (stage, _tx) = pair_stage();
     let mut head = stage.ticket(1).unwrap();
     let mut t = stage.ticket(2).unwrap();
-    let (count, waker) = counting();
+    let (count, waker) = Count::new();
     let Entry::Head(guard) = stage.enter(&mut head, FIVE) else {
         panic!()
     };
     let mut fut = Box::pin(stage.enter_async(&mut t));
     assert!(poll_once(&mut fut, &waker).is_pending());
     drop(guard);
-    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(count.wakes(), 1);
     match poll_once(&mut fut, &waker) {
         Poll::Ready(Entry::Head(_)) => {}
         other => panic!("expected Head, got {:?}", other.map(|e| got(e))),
@@ -924,27 +902,6 @@ fn stage_future<'s, 't>(
     Box::pin(stage.enter_async(t))
 }
 
-/// Reads one `[to, seq]` datagram; `None` at the socket's read time-out.
-fn read_pair(r: &UnixDatagram) -> Result<Option<(u32, u32)>, std::io::ErrorKind> {
-    let mut buf = [0u8; 8];
-    match r.recv(&mut buf) {
-        Ok(8) => Ok(Some((
-            u32::from_le_bytes(buf[..4].try_into().unwrap()),
-            u32::from_le_bytes(buf[4..].try_into().unwrap()),
-        ))),
-        Ok(_) => Ok(None),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e.kind()),
-    }
-}
-
 /// Request/reply traffic through a real socket, owners on `recv` or on
 /// `serve` (which now hands on with one ticket out and nothing readable):
 /// a peer thread answers requests in batches, in shuffled order, with
@@ -1011,7 +968,7 @@ fn held_request_reply_traffic_through_a_socket_recv_and_serve() {
                         let mut next = 0u32;
                         req_tx.send((id, 0)).unwrap();
                         let r =
-                            stage.serve(&mut t, Some(Duration::from_secs(20)), read_pair, |m| {
+                            stage.serve(&mut t, Some(Duration::from_secs(20)), read_item, |m| {
                                 assert_eq!(m, next, "owner {id}: out of order");
                                 next += 1;
                                 if next == per {
@@ -1024,7 +981,7 @@ fn held_request_reply_traffic_through_a_socket_recv_and_serve() {
                     } else {
                         for k in 0..per {
                             req_tx.send((id, k)).unwrap();
-                            let m = stage.recv(&mut t, Some(Duration::from_secs(20)), read_pair);
+                            let m = stage.recv(&mut t, Some(Duration::from_secs(20)), read_item);
                             assert_eq!(m, Ok(k), "owner {id}");
                         }
                     }

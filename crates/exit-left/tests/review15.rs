@@ -46,6 +46,7 @@
 
 mod common;
 
+use common::datagram::{read_item, stays_unset};
 use common::{Got, Rng, got, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, RecvError, Stage};
 use std::os::fd::{AsFd, AsRawFd};
@@ -127,13 +128,6 @@ fn drain(s: &UnixDatagram) {
     s.set_nonblocking(true).unwrap();
     while s.recv(&mut buf).is_ok() {}
     s.set_nonblocking(false).unwrap();
-}
-
-/// Whether `done` stays unset for a while (a wrongly woken thread would
-/// have set it).
-fn stays_unset(done: &AtomicBool) -> bool {
-    thread::sleep(Duration::from_millis(100));
-    !done.load(Ordering::Acquire)
 }
 
 /// One round on the calling thread: it follows on `stage` (a fresh ticket,
@@ -581,27 +575,6 @@ fn held_nested_wait_with_a_fired_descriptor_left_in_the_inner_parker() {
         assert_eq!(t.join().unwrap(), Got::Head);
     });
     assert_eq!(*inner_got.lock().unwrap(), Some(Got::Head));
-}
-
-/// Reads one `[to, seq]` datagram; `None` at the socket's read time-out.
-fn read_item(r: &UnixDatagram) -> Result<Option<(u32, u32)>, std::io::ErrorKind> {
-    let mut buf = [0u8; 8];
-    match r.recv(&mut buf) {
-        Ok(8) => Ok(Some((
-            u32::from_le_bytes(buf[..4].try_into().unwrap()),
-            u32::from_le_bytes(buf[4..].try_into().unwrap()),
-        ))),
-        Ok(_) => Ok(None),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e.kind()),
-    }
 }
 
 /// Owners alternating between two promote-when-readable stages (each

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub use testkit::{iters, watchdog};
 
+#[cfg(target_os = "linux")]
+pub mod datagram;
 pub mod script;
 
 /// Polls a future once with `waker`.
