@@ -101,10 +101,9 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 impl Shared {
     fn ctl(&self, op: libc::c_int, fd: libc::c_int, events: u32, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: data };
-        // SAFETY: `ev` is an initialised `epoll_event` that outlives the
-        // call (the kernel copies it); `self.epoll` is open while `self`
-        // lives. `fd` is only a number to the kernel: a closed one is an
-        // error (`EBADF`), never a memory access.
+        // `fd` is only a number to the kernel: a closed one is an error
+        // (`EBADF`), never a memory access; `self.epoll` is open while `self` is.
+        // SAFETY: `ev` is initialised and outlives the call (it is copied).
         check(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
@@ -117,11 +116,10 @@ impl Shared {
             return;
         }
         let one: u64 = 1;
-        // SAFETY: reads 8 bytes from a live `u64`. The eventfd is never
-        // read (it is watched edge-triggered: every write is a new event),
-        // so its counter counts these writes; it cannot overflow in
-        // practice (2^64 - 2), and a failed write is harmless: the token is
-        // in `state`, and the sleeper's time-out or next wake-up sees it.
+        // The eventfd is never read (watched edge-triggered, every write is
+        // a new event): its counter cannot overflow in practice (2^64 - 2),
+        // and a failed write is harmless, the token being in `state`.
+        // SAFETY: reads 8 bytes from a live `u64`.
         unsafe { libc::write(self.event.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
