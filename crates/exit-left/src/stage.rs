@@ -402,16 +402,16 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         }
         #[cfg(target_os = "linux")]
         if self.fd_of.is_some() {
+            // Nobody can arm this thread's idle parkers now (it is not queued).
             crate::ready::tidy_thread();
-        }
-        #[cfg(target_os = "linux")]
-        if self.fd_of.is_some() && st.arming_pays() {
-            return crate::ready::with_thread_ready_parker(|ready| match ready {
-                Some(parker) => self.wait_queued(st, slot, deadline, take_mail, me, parker),
-                None => sync_core::with_thread_parker(|parker| {
-                    self.wait_queued(st, slot, deadline, take_mail, me, parker)
-                }),
-            });
+            if st.arming_pays() {
+                return crate::ready::with_thread_ready_parker(|ready| match ready {
+                    Some(parker) => self.wait_queued(st, slot, deadline, take_mail, me, parker),
+                    None => sync_core::with_thread_parker(|parker| {
+                        self.wait_queued(st, slot, deadline, take_mail, me, parker)
+                    }),
+                });
+            }
         }
         sync_core::with_thread_parker(|parker| {
             self.wait_queued(st, slot, deadline, take_mail, me, parker)
@@ -798,10 +798,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     }
 
     /// A notification (with `mail`: a delivery) for the registered slot
-    /// `id`, under the lock. Returns what it did and the waker to wake after
-    /// the lock.
-    /// The third is the waker of a follower whose promotion waited for the
-    /// resource (asleep, see `gate.rs`) and that this notification ends.
+    /// `id`, under the lock. Returns what it did and the wakers to wake
+    /// after the lock: the one it owes (the woken follower's, or a
+    /// forwarded promotion's), and that of a follower whose promotion slept
+    /// until the resource is readable (`gate.rs`) and that it ends.
     fn notify_locked(
         &self,
         st: &mut State<T, M>,
