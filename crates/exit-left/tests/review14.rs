@@ -242,6 +242,9 @@ fn finding_2_notify_of_a_follower_promoted_asleep_makes_two_wake_ups() {
     let (b_count, b_waker) = Count::new();
     let (a_got, b_pending) = thread::scope(|s| {
         let t = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             // No time-out: if it returns, someone woke it.
             let g = got(stage.enter(&mut a, None));
             a_done.store(true, Ordering::Release);
@@ -372,6 +375,9 @@ fn finding_4_promotions_when_readable_counts_a_follower_woken_by_a_notification(
     let done = AtomicBool::new(false);
     let a_got = thread::scope(|s| {
         let t = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             let g = got(stage.enter(&mut a, None));
             done.store(true, Ordering::Release);
             g
@@ -408,6 +414,9 @@ fn held_promoted_follower_sleeps_until_readable_then_heads() {
     let done = AtomicBool::new(false);
     let a_got = thread::scope(|s| {
         let t = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             let e = stage.enter(&mut a, None);
             let mut buf = [0u8; 4];
             let g = match &e {
@@ -436,6 +445,9 @@ fn held_promoted_follower_sleeps_until_readable_then_heads() {
     let done = AtomicBool::new(false);
     thread::scope(|s| {
         let t = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             let g = got(stage.enter(&mut a, None));
             done.store(true, Ordering::Release);
             g
@@ -477,6 +489,9 @@ fn held_notification_wakes_the_asleep_follower_and_forwards_to_an_armed_one() {
     let (a_done, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
     let (ga, gb) = thread::scope(|s| {
         let ta = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             let g = got(stage.enter(&mut a, None));
             a_done.store(true, Ordering::Release);
             g
@@ -524,6 +539,9 @@ fn held_close_wakes_the_asleep_follower() {
     let (a_done, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
     thread::scope(|s| {
         let ta = s.spawn(|| {
+            // After the main thread heads (else this entry could take the free
+            // headship first).
+            common::script::once_headed(&stage);
             let g = got(stage.enter(&mut a, None));
             a_done.store(true, Ordering::Release);
             g
@@ -562,7 +580,10 @@ fn held_deadline_ends_the_asleep_promotion_as_head() {
     let mut head = stage.ticket(1).unwrap();
     let mut a = stage.ticket(2).unwrap();
     let ga = thread::scope(|s| {
-        let ta = s.spawn(|| got(stage.enter(&mut a, Some(Duration::from_millis(300)))));
+        let ta = s.spawn(|| {
+            common::script::once_headed(&stage);
+            got(stage.enter(&mut a, Some(Duration::from_millis(300))))
+        });
         promote_asleep(&stage, &mut head, || until_waiting(&stage, 1));
         ta.join().unwrap()
     });
@@ -615,6 +636,9 @@ fn held_data_racing_the_hand_off_always_wakes_the_follower() {
         let go = AtomicBool::new(false);
         let g = thread::scope(|s| {
             let t = s.spawn(|| {
+                // After the main thread heads (else this entry could take the free
+                // headship first).
+                common::script::once_headed(&stage);
                 let e = stage.enter(&mut a, None);
                 let g = got_ref(&e);
                 if let Entry::Head(h) = &e {
@@ -677,6 +701,9 @@ fn held_no_stale_readiness_reaches_a_later_wait() {
         let go = AtomicBool::new(false);
         let (res, later) = thread::scope(|s| {
             let t = s.spawn(|| {
+                // After the main thread heads (else this entry could take the free
+                // headship first).
+                common::script::once_headed(&stage);
                 let g = got(stage.enter(&mut a, None));
                 done.store(true, Ordering::Release);
                 while !go.load(Ordering::Acquire) {
