@@ -33,9 +33,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::task::Waker;
 use std::time::Instant;
+use sync_core::WakeToken;
 
 /// What `epoll_event.u64` says about the eventfd (any descriptor armed
 /// through a watch reports `WATCHED`).
@@ -51,16 +52,12 @@ const WATCH_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLONESHOT) a
 #[cfg(miri)]
 const WATCH_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLET) as u32;
 
-const EMPTY: u8 = 0;
-const PARKED: u8 = 1;
-const NOTIFIED: u8 = 2;
-
 struct Shared {
     epoll: OwnedFd,
     event: OwnedFd,
-    /// `EMPTY`, `PARKED` (the owner sleeps, or is about to: a wake-up
-    /// writes the eventfd) or `NOTIFIED` (a token waits).
-    state: AtomicU8,
+    /// The token, and whether the owner sleeps (or is about to: a wake-up
+    /// then writes the eventfd).
+    token: WakeToken,
     /// The descriptor a watch added to the set and nobody removed yet (-1:
     /// none): armed, or fired and left for `tidy`.
     registered: AtomicI32,
@@ -112,22 +109,20 @@ impl Shared {
     /// about to), so a wake-up for a thread that is awake costs no system
     /// call.
     fn signal(&self) {
-        if self.state.swap(NOTIFIED, Ordering::Release) != PARKED {
+        if !self.token.notify() {
             return;
         }
         let one: u64 = 1;
         // The eventfd is never read (watched edge-triggered, every write is
         // a new event): its counter cannot overflow in practice (2^64 - 2),
-        // and a failed write is harmless, the token being in `state`.
+        // and a failed write is harmless, the token being in `token`.
         // SAFETY: reads 8 bytes from a live `u64`.
         unsafe { libc::write(self.event.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
     /// Takes the token, if there is one.
     fn consume(&self) -> bool {
-        self.state
-            .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.token.try_consume()
     }
 }
 
@@ -163,7 +158,7 @@ impl ReadyParker {
         let shared = Arc::new(Shared {
             epoll,
             event,
-            state: AtomicU8::new(EMPTY),
+            token: WakeToken::new(),
             registered: AtomicI32::new(-1),
             fired: AtomicBool::new(false),
         });
@@ -203,13 +198,7 @@ impl ReadyParker {
         if shared.consume() {
             return true;
         }
-        if shared
-            .state
-            .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            // Only a waker changes the word behind our back, to NOTIFIED.
-            shared.state.swap(EMPTY, Ordering::Acquire);
+        if !shared.token.begin_park() {
             return true;
         }
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
@@ -245,7 +234,7 @@ impl ReadyParker {
                 shared.fired.store(true, Ordering::Relaxed);
                 break true;
             }
-            if shared.state.load(Ordering::Relaxed) == NOTIFIED {
+            if shared.token.is_notified() {
                 break true;
             }
             // Nothing, or the edge of a write whose token an earlier park
@@ -254,8 +243,8 @@ impl ReadyParker {
                 break false;
             }
         };
-        // Leave PARKED; a token that raced with the time-out still counts.
-        shared.state.swap(EMPTY, Ordering::Acquire) == NOTIFIED || woken
+        // A token that raced with the time-out still counts.
+        shared.token.end_park() || woken
     }
 }
 

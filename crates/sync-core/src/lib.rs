@@ -20,7 +20,8 @@
 //!   retry loops that have nothing to park on.
 //! - [`Parker`] / [`Unparker`]: a thread parker whose wake-up only touches
 //!   memory the waker co-owns, so a waiter may return and free its stack frame
-//!   the instant it observes its flag.
+//!   the instant it observes its flag. Its three-state word is a
+//!   [`WakeToken`], shared with exit-left's epoll parker.
 //! - [`AtomicWaker`]: a slot holding one [`Waker`](core::task::Waker) that a
 //!   task registers and another thread wakes.
 //! - [`unwind`]: the rule for panics of foreign code (wakers, destructors),
@@ -111,6 +112,7 @@ mod parker;
 mod peer_cpu;
 mod spin_policy;
 pub mod unwind;
+mod wake_token;
 
 pub use atomic_waker::AtomicWaker;
 pub use backoff::Backoff;
@@ -118,6 +120,7 @@ pub use cache_padded::CachePadded;
 pub use parker::{Parker, Unparker, with_thread_parker};
 pub use peer_cpu::{CpuId, PeerCpu};
 pub use spin_policy::{SpinHints, SpinPolicy};
+pub use wake_token::WakeToken;
 
 /// Atomic types and orderings: `std::sync::atomic` or loom's.
 pub mod atomic {

@@ -3,9 +3,10 @@
 //! # How it works
 //!
 //! A [`Parker`] and its [`Unparker`]s share one reference-counted block
-//! holding a three-state word (`EMPTY`, `PARKED`, `NOTIFIED`) and a handle to
-//! the parked thread. `unpark` swaps the word to `NOTIFIED` and, only if the
-//! owner was `PARKED`, calls `Thread::unpark` (a futex wake on Linux).
+//! holding a [`WakeToken`] (the three-state word: no token, owner parked,
+//! token waiting) and a handle to the parked thread. `unpark` leaves the
+//! token and, only if the owner was parked, calls `Thread::unpark` (a futex
+//! wake on Linux).
 //!
 //! The point of the design is what `unpark` does *not* touch: every byte it
 //! reads or writes lives in that shared block, which the `Unparker` keeps
@@ -20,19 +21,15 @@
 //! return at once; several collapse into one. `park` may also return
 //! spuriously, so callers always re-check their condition in a loop.
 
-use crate::atomic::{AtomicU8, Ordering};
+use crate::WakeToken;
 use crate::sync::Arc;
 use crate::thread::{self, Thread};
 use core::marker::PhantomData;
 use core::task::Waker;
 use std::time::Instant;
 
-const EMPTY: u8 = 0;
-const PARKED: u8 = 1;
-const NOTIFIED: u8 = 2;
-
 struct Inner {
-    state: AtomicU8,
+    token: WakeToken,
     thread: Thread,
 }
 
@@ -58,7 +55,7 @@ impl Parker {
     /// and the `Waker` that wraps an `Unparker`).
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
-            state: AtomicU8::new(EMPTY),
+            token: WakeToken::new(),
             thread: thread::current(),
         });
         let waker = Waker::from(std::sync::Arc::new(Unparker {
@@ -88,10 +85,7 @@ impl Parker {
     /// Consumes a pending notification without blocking; `true` if there
     /// was one.
     pub fn try_consume(&self) -> bool {
-        self.inner
-            .state
-            .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.inner.token.try_consume()
     }
 
     /// Whether a notification is pending, without consuming it: one load.
@@ -99,13 +93,13 @@ impl Parker {
     /// leave the word to the unparker's write until there is something to
     /// consume (then [`try_consume`](Self::try_consume)).
     pub fn is_notified(&self) -> bool {
-        self.inner.state.load(Ordering::Relaxed) == NOTIFIED
+        self.inner.token.is_notified()
     }
 
     /// Blocks until notified (or spuriously). Returns at once if a
     /// notification is pending, consuming it.
     pub fn park(&self) {
-        if self.try_consume() || !self.announce_parked() {
+        if self.try_consume() || !self.inner.token.begin_park() {
             return;
         }
         loop {
@@ -133,38 +127,19 @@ impl Parker {
         }
         #[cfg(not(loom))]
         {
-            if !self.announce_parked() {
+            if !self.inner.token.begin_park() {
                 return true;
             }
             loop {
                 let now = Instant::now();
                 if now >= deadline {
-                    // Leave the PARKED state; a notification that raced with
-                    // the time-out still counts.
-                    return self.inner.state.swap(EMPTY, Ordering::Acquire) == NOTIFIED;
+                    // A notification that raced with the time-out counts.
+                    return self.inner.token.end_park();
                 }
                 std::thread::park_timeout(deadline - now);
                 if self.try_consume() {
                     return true;
                 }
-            }
-        }
-    }
-
-    /// Moves `EMPTY` to `PARKED`. Returns `false` if a notification arrived
-    /// in the meantime (it is consumed).
-    fn announce_parked(&self) -> bool {
-        match self
-            .inner
-            .state
-            .compare_exchange(EMPTY, PARKED, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => true,
-            Err(_) => {
-                // Only an unparker changes the word behind our back, and only
-                // to NOTIFIED.
-                self.inner.state.swap(EMPTY, Ordering::Acquire);
-                false
             }
         }
     }
@@ -182,7 +157,7 @@ impl Unparker {
     /// Lock-free; at most one system call. Touches only the block it
     /// co-owns, never the waiter's memory.
     pub fn unpark(&self) {
-        if self.inner.state.swap(NOTIFIED, Ordering::Release) == PARKED {
+        if self.inner.token.notify() {
             self.inner.thread.unpark();
         }
     }
@@ -200,10 +175,7 @@ impl std::task::Wake for Unparker {
 impl core::fmt::Debug for Parker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Parker")
-            .field(
-                "notified",
-                &(self.inner.state.load(Ordering::Relaxed) == NOTIFIED),
-            )
+            .field("notified", &self.inner.token.is_notified())
             .finish()
     }
 }
@@ -262,6 +234,7 @@ pub fn with_thread_parker<R>(f: impl FnOnce(&Parker) -> R) -> R {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     static_assertions::assert_impl_all!(Unparker: Send, Sync, Clone);

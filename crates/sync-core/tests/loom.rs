@@ -6,7 +6,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use sync_core::atomic::{AtomicBool, AtomicUsize, Ordering};
 use sync_core::sync::Arc;
-use sync_core::{AtomicWaker, Backoff, Parker, future::block_on, model, thread};
+use sync_core::{AtomicWaker, Backoff, Parker, WakeToken, future::block_on, model, thread};
 
 /// A notification sent before, during or after `park` is never lost, and
 /// the waking thread touches only the shared block (the flag's `Arc` is
@@ -71,6 +71,36 @@ fn parker_deadline_races_unpark() {
         }
         t.join().unwrap();
         assert!(!parker.try_consume(), "one unpark, one token");
+    });
+}
+
+/// The token word alone, as a parker with a time-out uses it: the owner
+/// announces its sleep, "times out" (no back-end here: the time-out is the
+/// model's choice of interleaving) and leaves the park while a waker
+/// notifies. The notification is seen exactly once: by `begin_park`,
+/// `end_park` or a later `try_consume`. (Under loom `Parker::park_deadline`
+/// does not reach `end_park`: this model is what covers it; the parker
+/// models above cover `notify`'s answer, which a lost back-end wake-up
+/// would turn into a deadlock.)
+#[test]
+fn wake_token_is_seen_once_whatever_the_interleaving() {
+    let _w = testkit::watchdog("wake_token_is_seen_once_whatever_the_interleaving");
+    model(|| {
+        let token = Arc::new(WakeToken::new());
+        let token2 = Arc::clone(&token);
+        let waker = thread::spawn(move || {
+            let _ = token2.notify();
+        });
+        let mut seen = 0;
+        if !token.begin_park() || token.end_park() {
+            seen += 1;
+        }
+        waker.join().unwrap();
+        if token.try_consume() {
+            seen += 1;
+        }
+        assert_eq!(seen, 1, "one notification, seen once");
+        assert!(!token.is_notified());
     });
 }
 
