@@ -59,19 +59,17 @@ use sync_core::thread::{self, ThreadId};
 use sync_core::unwind::FirstPanic;
 
 sync_core::thread_local! {
-    /// A byte per thread whose address names the thread while it lives
-    /// ([`Stage::eq_runner`]). It needs no drop, so it is readable in any
-    /// destructor.
+    /// The stage (its address) whose token `Eq` this thread runs, under
+    /// that stage's lock; 0 when none. That thread calling back into *that*
+    /// stage would deadlock on the lock, and panics instead (`Stage::lock`).
+    ///
+    /// Per thread, not per stage: a check that read a per-stage word
+    /// written by other threads could see a stale value naming a thread
+    /// that has exited, whose thread-local address a new thread reuses (Miri
+    /// found that false "re-entrant `Eq`" panic in a stress test); a thread
+    /// reads only what it wrote itself here.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
-    static THREAD_MARK: u8 = 0;
-}
-
-/// The calling thread's mark: non-zero, unique among live threads (0 if
-/// thread-locals are unavailable, which matches no stage).
-fn this_thread() -> usize {
-    THREAD_MARK
-        .try_with(|mark| core::ptr::from_ref(mark).addr())
-        .unwrap_or(0)
+    static RUNNING_EQ_OF: core::cell::Cell<usize> = core::cell::Cell::new(0);
 }
 
 // Wakes on behalf of someone other than the waker's owner (a hand-off, a
@@ -280,12 +278,6 @@ pub struct Stage<T, R, M = ()> {
     pub(crate) fd_of: FdOf,
     hasher: RandomState,
     state: Mutex<State<T, M>>,
-    /// The mark ([`this_thread`]) of the thread running a token's `Eq`
-    /// under this stage's lock, 0 when none: that thread calling back into
-    /// *this* stage would deadlock on the lock, and panics instead (`lock`).
-    /// Only the lock holder writes it, and a thread compares it only with
-    /// its own mark, which no other live thread has: relaxed suffices.
-    eq_runner: std::sync::atomic::AtomicUsize,
 }
 
 /// A token's registration with a [`Stage`]: the persistent identity with
@@ -317,7 +309,6 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
             resource,
             fd_of: None,
             hasher: RandomState::new(),
-            eq_runner: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State {
                 table: Table::new(),
                 headship: Headship::Free,
@@ -549,7 +540,9 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
-        if self.eq_runner.load(std::sync::atomic::Ordering::Relaxed) == this_thread() {
+        let me = self.address();
+        // Unavailable while the thread's locals are torn down: no `Eq` runs then.
+        if RUNNING_EQ_OF.try_with(|of| of.get() == me).unwrap_or(false) {
             panic!(
                 "exit_left: a token's `Eq` called back into the stage while the stage was looking \
                  the token up; `Eq` runs under the stage's lock and must not use the stage"
@@ -559,6 +552,12 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // code under the lock is limited to `Eq` in lookups that change
         // nothing), so a poisoned lock still guards a consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This stage's address: what names it in [`RUNNING_EQ_OF`] (stable
+    /// while anything borrows the stage, as a lookup does).
+    fn address(&self) -> usize {
+        core::ptr::from_ref(self).addr()
     }
 
     pub(crate) fn resource_unchecked(&self) -> &R {
@@ -658,15 +657,18 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// into the stage panics with a message (see `lock`) instead of
     /// deadlocking on the stage's own mutex.
     fn find(&self, st: &State<T, M>, token: &T, hash: u64) -> Option<SlotId> {
-        struct Reset<'a>(&'a std::sync::atomic::AtomicUsize);
-        impl Drop for Reset<'_> {
+        /// Puts back what the thread ran before (an `Eq` of another stage's
+        /// token may look a token up here), also when `Eq` panics.
+        struct Restore(Option<usize>);
+        impl Drop for Restore {
             fn drop(&mut self) {
-                self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+                if let Some(before) = self.0 {
+                    let _ = RUNNING_EQ_OF.try_with(|of| of.set(before));
+                }
             }
         }
-        self.eq_runner
-            .store(this_thread(), std::sync::atomic::Ordering::Relaxed);
-        let _reset = Reset(&self.eq_runner);
+        let me = self.address();
+        let _restore = Restore(RUNNING_EQ_OF.try_with(|of| of.replace(me)).ok());
         st.table.find(token, hash)
     }
 
