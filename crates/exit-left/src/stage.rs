@@ -58,18 +58,28 @@ use sync_core::sync::{Mutex, MutexGuard};
 use sync_core::thread::{self, ThreadId};
 use sync_core::unwind::FirstPanic;
 
+/// The next [`thread_mark`] to hand out. A plain `std` atomic also under
+/// loom: it only numbers threads, no model races on it.
+static NEXT_MARK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 sync_core::thread_local! {
-    /// The stage (its address) whose token `Eq` this thread runs, under
-    /// that stage's lock; 0 when none. That thread calling back into *that*
-    /// stage would deadlock on the lock, and panics instead (`Stage::lock`).
-    ///
-    /// Per thread, not per stage: a check that read a per-stage word
-    /// written by other threads could see a stale value naming a thread
-    /// that has exited, whose thread-local address a new thread reuses (Miri
-    /// found that false "re-entrant `Eq`" panic in a stress test); a thread
-    /// reads only what it wrote itself here.
+    /// This thread's mark, handed out at its first use. It needs no drop,
+    /// so it is readable in any destructor.
     #[allow(clippy::missing_const_for_thread_local)] // loom's macro takes no `const {}`
-    static RUNNING_EQ_OF: core::cell::Cell<usize> = core::cell::Cell::new(0);
+    static THREAD_MARK: usize = NEXT_MARK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The calling thread's mark ([`Stage::eq_runner`]): non-zero, and never
+/// the mark of another thread, alive or exited (the count would wrap after
+/// 2^64 thread starts, 2^32 on 32-bit targets). Not an address: an exited thread's thread-local address comes
+/// back for a new thread, and a stale read of a word naming the old one
+/// would then name the new one (Miri found exactly that false "re-entrant
+/// `Eq`" panic in a stress test). Not an address of the stage in a
+/// thread-local either: a stage whose resource is a stage shares its
+/// address, and one word per thread cannot hold a chain of lookups
+/// (review 16).
+fn thread_mark() -> usize {
+    THREAD_MARK.try_with(|mark| *mark).unwrap_or(0)
 }
 
 // Wakes on behalf of someone other than the waker's owner (a hand-off, a
@@ -278,6 +288,14 @@ pub struct Stage<T, R, M = ()> {
     pub(crate) fd_of: FdOf,
     hasher: RandomState,
     state: Mutex<State<T, M>>,
+    /// The mark ([`thread_mark`]) of the thread running a token's `Eq`
+    /// under this stage's lock, 0 when none: that thread calling back into
+    /// *this* stage (also through other stages' lookups) would deadlock on
+    /// the lock, and panics instead (`lock`). Only the lock holder writes
+    /// it. A thread reading it without the lock may see another thread's
+    /// stale mark, never equal to its own; its own last write it always
+    /// sees (coherence): relaxed suffices.
+    eq_runner: std::sync::atomic::AtomicUsize,
 }
 
 /// A token's registration with a [`Stage`]: the persistent identity with
@@ -316,6 +334,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 counters: Counters::default(),
                 arm_share: SHARE_ONE,
             }),
+            eq_runner: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -540,9 +559,8 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
-        let me = self.address();
-        // Unavailable while the thread's locals are torn down: no `Eq` runs then.
-        if RUNNING_EQ_OF.try_with(|of| of.get() == me).unwrap_or(false) {
+        let me = thread_mark();
+        if me != 0 && self.eq_runner.load(std::sync::atomic::Ordering::Relaxed) == me {
             panic!(
                 "exit_left: a token's `Eq` called back into the stage while the stage was looking \
                  the token up; `Eq` runs under the stage's lock and must not use the stage"
@@ -552,12 +570,6 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // code under the lock is limited to `Eq` in lookups that change
         // nothing), so a poisoned lock still guards a consistent state.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// This stage's address: what names it in [`RUNNING_EQ_OF`] (stable
-    /// while anything borrows the stage, as a lookup does).
-    fn address(&self) -> usize {
-        core::ptr::from_ref(self).addr()
     }
 
     pub(crate) fn resource_unchecked(&self) -> &R {
@@ -657,18 +669,16 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// into the stage panics with a message (see `lock`) instead of
     /// deadlocking on the stage's own mutex.
     fn find(&self, st: &State<T, M>, token: &T, hash: u64) -> Option<SlotId> {
-        /// Puts back what the thread ran before (an `Eq` of another stage's
-        /// token may look a token up here), also when `Eq` panics.
-        struct Restore(Option<usize>);
-        impl Drop for Restore {
+        /// Clears the mark, also when `Eq` panics.
+        struct Reset<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Reset<'_> {
             fn drop(&mut self) {
-                if let Some(before) = self.0 {
-                    let _ = RUNNING_EQ_OF.try_with(|of| of.set(before));
-                }
+                self.0.store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let me = self.address();
-        let _restore = Restore(RUNNING_EQ_OF.try_with(|of| of.replace(me)).ok());
+        self.eq_runner
+            .store(thread_mark(), std::sync::atomic::Ordering::Relaxed);
+        let _reset = Reset(&self.eq_runner);
         st.table.find(token, hash)
     }
 
