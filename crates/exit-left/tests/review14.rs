@@ -46,7 +46,7 @@
 
 mod common;
 
-use common::datagram::{read_item, stays_unset};
+use common::datagram::{read_item, recv_exact, stays_unset};
 use common::script::Count;
 use common::{Got, got, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, Stage, Ticket};
@@ -55,7 +55,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Poll, Wake, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -97,12 +97,55 @@ fn promote_asleep<'s>(
     head: &mut Ticket<'s, u32, UnixDatagram>,
     follower_queued: impl FnOnce(),
 ) {
+    let before = stage.counters().promotions_when_readable;
     let Entry::Head(guard) = stage.enter(head, FIVE) else {
         panic!("the first entry heads")
     };
     follower_queued();
     drop(guard);
-    assert_eq!(stage.counters().promotions_when_readable, 1);
+    assert_eq!(stage.counters().promotions_when_readable, before + 1);
+}
+
+/// The scene of the notification and close tests: followers A (once the
+/// main thread heads) and B queue behind the main thread's headship; it
+/// hands on with nothing to read, so A is promoted asleep and B waits
+/// behind it. Each sets its flag when its `enter` returns; returns their
+/// threads.
+fn a_asleep_b_queued<'scope, 's: 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    stage: &'s U,
+    head: &mut Ticket<'s, u32, UnixDatagram>,
+    (a, a_done): (
+        &'scope mut Ticket<'s, u32, UnixDatagram>,
+        &'scope AtomicBool,
+    ),
+    (b, b_done): (
+        &'scope mut Ticket<'s, u32, UnixDatagram>,
+        &'scope AtomicBool,
+    ),
+) -> (
+    thread::ScopedJoinHandle<'scope, Got>,
+    thread::ScopedJoinHandle<'scope, Got>,
+) {
+    let ta = s.spawn(move || {
+        // After the main thread heads (else this entry could take the free
+        // headship first).
+        common::script::once_headed(stage);
+        let g = got(stage.enter(a, None));
+        a_done.store(true, Ordering::Release);
+        g
+    });
+    let mut tb = None;
+    promote_asleep(stage, head, || {
+        until_waiting(stage, 1);
+        tb = Some(s.spawn(move || {
+            let g = got(stage.enter(b, None));
+            b_done.store(true, Ordering::Release);
+            g
+        }));
+        until_waiting(stage, 2);
+    });
+    (ta, tb.expect("B was spawned"))
 }
 
 // ---------------------------------------------------------------------------
@@ -303,20 +346,9 @@ fn held_serve_hands_on_with_one_ticket_out_and_nothing_readable() {
                 &mut server,
                 FIVE,
                 |r: &UnixDatagram| {
-                    let mut buf = [0u8; 2];
-                    match r.recv(&mut buf) {
-                        Ok(2) => Ok(Some((u32::from(buf[0]), buf[1]))),
-                        Ok(_) => Ok(None),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            Ok(None)
-                        }
-                        Err(e) => Err(e.kind()),
-                    }
+                    Ok::<_, std::io::ErrorKind>(
+                        recv_exact::<2>(r)?.map(|buf| (u32::from(buf[0]), buf[1])),
+                    )
                 },
                 |_m| {
                     in_handle_tx.send(()).unwrap();
@@ -488,24 +520,8 @@ fn held_notification_wakes_the_asleep_follower_and_forwards_to_an_armed_one() {
     let mut b = stage.ticket(3).unwrap();
     let (a_done, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
     let (ga, gb) = thread::scope(|s| {
-        let ta = s.spawn(|| {
-            // After the main thread heads (else this entry could take the free
-            // headship first).
-            common::script::once_headed(&stage);
-            let g = got(stage.enter(&mut a, None));
-            a_done.store(true, Ordering::Release);
-            g
-        });
-        let mut tb = None;
-        promote_asleep(&stage, &mut head, || {
-            until_waiting(&stage, 1);
-            tb = Some(s.spawn(|| {
-                let g = got(stage.enter(&mut b, None));
-                b_done.store(true, Ordering::Release);
-                g
-            }));
-            until_waiting(&stage, 2);
-        });
+        let (ta, tb) =
+            a_asleep_b_queued(s, &stage, &mut head, (&mut a, &a_done), (&mut b, &b_done));
         assert!(stays_unset(&a_done));
         stage.notify(&2);
         assert!(
@@ -519,7 +535,7 @@ fn held_notification_wakes_the_asleep_follower_and_forwards_to_an_armed_one() {
             finished_or_close(&stage, &b_done, 10),
             "B never woken by the datagram"
         );
-        (ta.join().unwrap(), tb.unwrap().join().unwrap())
+        (ta.join().unwrap(), tb.join().unwrap())
     });
     assert_eq!((ga, gb), (Got::Notified, Got::Head));
     let c = stage.counters();
@@ -538,24 +554,8 @@ fn held_close_wakes_the_asleep_follower() {
     let mut b = stage.ticket(3).unwrap();
     let (a_done, b_done) = (AtomicBool::new(false), AtomicBool::new(false));
     thread::scope(|s| {
-        let ta = s.spawn(|| {
-            // After the main thread heads (else this entry could take the free
-            // headship first).
-            common::script::once_headed(&stage);
-            let g = got(stage.enter(&mut a, None));
-            a_done.store(true, Ordering::Release);
-            g
-        });
-        let mut tb = None;
-        promote_asleep(&stage, &mut head, || {
-            until_waiting(&stage, 1);
-            tb = Some(s.spawn(|| {
-                let g = got(stage.enter(&mut b, None));
-                b_done.store(true, Ordering::Release);
-                g
-            }));
-            until_waiting(&stage, 2);
-        });
+        let (ta, tb) =
+            a_asleep_b_queued(s, &stage, &mut head, (&mut a, &a_done), (&mut b, &b_done));
         assert!(stays_unset(&a_done));
         stage.close();
         // Bounded: if `close` lost A, nothing else will release it.
@@ -565,7 +565,7 @@ fn held_close_wakes_the_asleep_follower() {
             thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(ta.join().unwrap(), Got::Closed);
-        assert_eq!(tb.unwrap().join().unwrap(), Got::Closed);
+        assert_eq!(tb.join().unwrap(), Got::Closed);
     });
     assert!(!stage.is_headed());
 }
@@ -715,7 +715,7 @@ fn held_no_stale_readiness_reaches_a_later_wait() {
                     got(other.enter(&mut oa, Some(Duration::from_millis(200)))),
                 )
             });
-            promote_asleep_with(&stage, &mut head, || until_waiting(&stage, 1));
+            promote_asleep(&stage, &mut head, || until_waiting(&stage, 1));
             if fired {
                 tx.send(b"x").unwrap();
             } else {
@@ -741,21 +741,6 @@ fn held_no_stale_readiness_reaches_a_later_wait() {
         stage.resource().set_nonblocking(false).unwrap();
     }
     drop(other_guard);
-}
-
-/// `promote_asleep` for any round (the counter grows).
-fn promote_asleep_with<'s>(
-    stage: &'s U,
-    head: &mut Ticket<'s, u32, UnixDatagram>,
-    follower_queued: impl FnOnce(),
-) {
-    let before = stage.counters().promotions_when_readable;
-    let Entry::Head(guard) = stage.enter(head, FIVE) else {
-        panic!("the first entry heads")
-    };
-    follower_queued();
-    drop(guard);
-    assert_eq!(stage.counters().promotions_when_readable, before + 1);
 }
 
 /// One round for `held_descriptor_number_reuse_*`: this (the calling)
@@ -878,22 +863,13 @@ fn held_nested_waits_use_separate_parkers() {
             let mut at = a_stage.ticket(2).unwrap();
             // A leaked future on `at`, queued with a waker whose drop
             // waits on stage B.
-            struct OnDrop<F: Fn() + Send + Sync>(F);
-            impl<F: Fn() + Send + Sync> Wake for OnDrop<F> {
-                fn wake(self: Arc<Self>) {}
-            }
-            impl<F: Fn() + Send + Sync> Drop for OnDrop<F> {
-                fn drop(&mut self) {
-                    (self.0)();
-                }
-            }
             let inner = move || {
                 let mut bt = b_stage.ticket(2).unwrap();
                 inner_queued_tx.send(()).unwrap();
                 let g = got(b_stage.enter(&mut bt, Some(Duration::from_secs(10))));
                 *inner_got2.lock().unwrap() = Some(g);
             };
-            let waker = Waker::from(Arc::new(OnDrop(inner)));
+            let waker = common::on_drop_waker(inner);
             let mut fut = stage_future(a_stage, &mut at);
             assert!(poll_once(&mut fut, &waker).is_pending());
             drop(waker);

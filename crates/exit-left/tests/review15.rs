@@ -53,7 +53,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Poll, Wake, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,16 +160,7 @@ fn follow_once<R: Sock>(stage: &Stage<u32, R>, wake: &(dyn Fn(&AtomicBool) + Syn
         headed.recv_timeout(Duration::from_secs(10)).unwrap();
         let e = stage.enter(&mut me, FIVE);
         done.store(true, Ordering::Release);
-        let g = match &e {
-            Entry::Head(h) => {
-                drain(h.resource().sock());
-                Got::Head
-            }
-            Entry::Notified => Got::Notified,
-            Entry::TimedOut => Got::TimedOut,
-            Entry::Closed => Got::Closed,
-        };
-        drop(e);
+        let g = got_drained(e);
         helper.join().unwrap();
         g
     })
@@ -528,22 +519,13 @@ fn held_nested_wait_with_a_fired_descriptor_left_in_the_inner_parker() {
         let outer_done = &outer_done;
         let t = s.spawn(move || {
             let mut at = a_stage.ticket(2).unwrap();
-            struct OnDrop<F: Fn() + Send + Sync>(F);
-            impl<F: Fn() + Send + Sync> Wake for OnDrop<F> {
-                fn wake(self: Arc<Self>) {}
-            }
-            impl<F: Fn() + Send + Sync> Drop for OnDrop<F> {
-                fn drop(&mut self) {
-                    (self.0)();
-                }
-            }
             let inner = move || {
                 let mut bt = b_stage.ticket(2).unwrap();
                 inner_queued_tx.send(()).unwrap();
                 let g = got_drained(b_stage.enter(&mut bt, FIVE));
                 *inner_got2.lock().unwrap() = Some(g);
             };
-            let waker = Waker::from(Arc::new(OnDrop(inner)));
+            let waker = common::on_drop_waker(inner);
             let mut fut = Box::pin(a_stage.enter_async(&mut at));
             assert!(matches!(poll_once(&mut fut, &waker), Poll::Pending));
             drop(waker);

@@ -108,3 +108,19 @@ impl Drop for Tok {
         }
     }
 }
+
+/// A waker that does nothing when woken and runs `on_drop` when its last
+/// clone is dropped (to make a stage drop a waker at a chosen moment and
+/// see what that drop may do).
+pub fn on_drop_waker(on_drop: impl Fn() + Send + Sync + 'static) -> Waker {
+    struct OnDrop<F: Fn() + Send + Sync>(F);
+    impl<F: Fn() + Send + Sync> std::task::Wake for OnDrop<F> {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    impl<F: Fn() + Send + Sync> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    Waker::from(std::sync::Arc::new(OnDrop(on_drop)))
+}
