@@ -559,8 +559,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     // ---- shared by enter, enter_async, HeadGuard and the mailbox ----
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T, M>> {
-        let me = thread_mark();
-        if me != 0 && self.eq_runner.load(std::sync::atomic::Ordering::Relaxed) == me {
+        // The thread-local is read only while some thread runs an `Eq`
+        // here (rarely): not on every lock.
+        let runner = self.eq_runner.load(std::sync::atomic::Ordering::Relaxed);
+        if runner != 0 && runner == thread_mark() {
             panic!(
                 "exit_left: a token's `Eq` called back into the stage while the stage was looking \
                  the token up; `Eq` runs under the stage's lock and must not use the stage"
