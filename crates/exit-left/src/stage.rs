@@ -71,13 +71,14 @@ sync_core::thread_local! {
 
 /// The calling thread's mark ([`Stage::eq_runner`]): non-zero, and never
 /// the mark of another thread, alive or exited (the count would wrap after
-/// 2^64 thread starts, 2^32 on 32-bit targets). Not an address: an exited thread's thread-local address comes
-/// back for a new thread, and a stale read of a word naming the old one
-/// would then name the new one (Miri found exactly that false "re-entrant
-/// `Eq`" panic in a stress test). Not an address of the stage in a
-/// thread-local either: a stage whose resource is a stage shares its
-/// address, and one word per thread cannot hold a chain of lookups
-/// (review 16).
+/// 2^64 thread starts, 2^32 on 32-bit targets).
+///
+/// Not an address: an exited thread's thread-local address comes back for
+/// a new thread, and a stale read of a word naming the old one would then
+/// name the new one (Miri found exactly that false "re-entrant `Eq`" panic
+/// in a stress test). Nor the stage's address in a thread-local: a stage
+/// whose resource is a stage shares its address, and one word per thread
+/// cannot hold a chain of lookups through several stages (review 16).
 fn thread_mark() -> usize {
     THREAD_MARK.try_with(|mark| *mark).unwrap_or(0)
 }
