@@ -163,7 +163,7 @@
 //! Interleaved rounds in one process (`benches::interleaved` says why): in
 //! every round each design runs once per (workload, N), the order of the
 //! designs rotated from round to round; quiet and loaded rounds alternate
-//! (loaded = one busy thread per core, [`benches::interleaved::Load`]).
+//! (loaded = one busy thread pinned to each core, [`benches::interleaved::Load`]).
 //! Default 9 quiet + 9 loaded rounds (with five, the loaded medians were a
 //! coin toss: per-round ratios swing 0.7-1.9 at N = 8); `BENCH_ROUNDS` and
 //! `BENCH_RUN_MS` override. Per mode, each row is the median over rounds of datagrams/s,
@@ -1295,8 +1295,8 @@ fn report(
     let mut md = String::from("## exit-left: N owners behind one UDP socket (loopback)\n\n");
     md += &format!(
         "{r} quiet and {r} loaded rounds, alternating; in every round each design runs once per \
-         (workload, N), order rotated; {ms} ms per run. Loaded: {busy} busy threads (one per \
-         core). *one at a time*: one client thread, one datagram in flight, peers in turn; *all \
+         (workload, N), order rotated; {ms} ms per run. Loaded: {busy} busy threads (one per core, \
+         pinned). *one at a time*: one client thread, one datagram in flight, peers in turn; *all \
          at once*: N client threads ping-pong concurrently. Round trips are the client's, per \
          datagram. **server cs**: context switches counted by the kernel \
          (`getrusage(RUSAGE_THREAD)`, voluntary + involuntary; voluntary alone in brackets) of \

@@ -67,7 +67,7 @@
 //!
 //! In every round each row runs trale and tokio once, back to back, the
 //! order alternating from round to round and row to row; quiet and loaded
-//! rounds alternate (loaded = one busy thread per core, started by the
+//! rounds alternate (loaded = one busy thread pinned to each core, started by the
 //! harness, [`benches::interleaved::Load`]). Each figure is the median over
 //! rounds; "trale / tokio" is the median of per-round ratios (with the
 //! lowest and highest per-round ratio): below 1.00 trale is faster, cheaper
@@ -1133,7 +1133,7 @@ fn report(settings: &Settings, rows: &[Row], results: &Results) -> String {
     md += &format!(
         "{r} quiet and {r} loaded rounds, alternating; in every round each row runs trale and \
          tokio (`new_current_thread().enable_all()`) once, the same workload code, order \
-         alternating; loaded = {busy} busy threads (one per core) started by the harness. \
+         alternating; loaded = {busy} busy threads (one per core, pinned) started by the harness. \
          Figures are medians over rounds; **trale / tokio** is the median of per-round ratios \
          (lowest - highest in brackets): below 1.00 trale is faster, cheaper or overshoots less. \
          CPU = the runtime thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`). Network clients \

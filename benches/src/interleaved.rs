@@ -19,14 +19,23 @@
 //! # Loaded
 //!
 //! For a loaded round the harness starts one busy thread per core
-//! ([`std::thread::available_parallelism`]), each incrementing a
-//! `black_box`ed counter until told to stop, waits until all of them run,
-//! runs the round, then stops and joins them. The two threads of the round
-//! trip therefore compete with as many always-runnable threads as there are
-//! cores: a waiter that spins burns the time slice its peer needs to answer,
-//! and a thread that parks waits for the scheduler to pick it again. That is
-//! the machine users have (rarely idle), and it is where a spin-then-park
-//! policy can win quiet and lose 2-3x (`spec/workspace.md`, "Benchmarks").
+//! ([`std::thread::available_parallelism`]), each pinned to its own CPU and
+//! incrementing a `black_box`ed counter until told to stop, waits until all
+//! of them run, runs the round, then stops and joins them. The two threads
+//! of the round trip therefore compete with as many always-runnable threads
+//! as there are cores: a waiter that spins burns the time slice its peer
+//! needs to answer, and a thread that parks waits for the scheduler to pick
+//! it again. That is the machine users have (rarely idle), and it is where a
+//! spin-then-park policy can win quiet and lose 2-3x (`spec/workspace.md`,
+//! "Benchmarks").
+//!
+//! Why pinned: left to the scheduler, the two busy threads shared one CPU
+//! for 0-100% of a 150 ms run (sampled with `sched_getcpu` in
+//! `exit_left_udp`'s loaded rounds, December 2026: a median of a few
+//! percent, some runs 50-100%), which leaves a core to the measured threads
+//! and turns a loaded run into a half-quiet one, differently from run to
+//! run. If pinning fails (a CPU set smaller than the parallelism), the
+//! thread runs unpinned and the harness says so on stderr.
 //!
 //! # CPU time
 //!
@@ -355,10 +364,15 @@ impl Load {
         let n = busy_threads();
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(Barrier::new(n + 1));
+        let cpus = allowed_cpus();
         let threads = (0..n)
-            .map(|_| {
+            .map(|k| {
                 let (stop, running) = (Arc::clone(&stop), Arc::clone(&running));
+                let cpu = cpus.get(k).copied();
                 std::thread::spawn(move || {
+                    if let Err(e) = pin_to(cpu) {
+                        eprintln!("benches: busy thread {k} runs unpinned: {e}");
+                    }
                     running.wait();
                     let mut counter = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -379,6 +393,40 @@ impl Drop for Load {
             t.join().unwrap();
         }
     }
+}
+
+/// The CPUs this thread may run on (`sched_getaffinity`), lowest first;
+/// empty if the kernel does not say.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero `cpu_set_t` is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into
+    // the live local set.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below `CPU_SETSIZE`, the set's size in bits.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to `cpu` (`None`: no CPU left for it).
+fn pin_to(cpu: Option<usize>) -> std::io::Result<()> {
+    let Some(cpu) = cpu else {
+        return Err(std::io::Error::other("more busy threads than allowed CPUs"));
+    };
+    // SAFETY: as in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` came from `allowed_cpus`, so it is below `CPU_SETSIZE`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: reads `size_of::<cpu_set_t>()` bytes of the live local set.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How many busy threads a loaded round starts: one per core.
@@ -498,8 +546,8 @@ pub fn compare(title: &str, designs: &[Design], settings: &Settings) -> String {
 
     let mut md = format!(
         "### {title}\n\n{} quiet and {} loaded rounds, alternating; every design once per round \
-         (order rotated), {} ms per run. Loaded: {} busy threads (one per core) started by the \
-         harness. CPU = both sides' own thread CPU time (`CLOCK_THREAD_CPUTIME_ID`). \
+         (order rotated), {} ms per run. Loaded: {} busy threads (one per core, each pinned to its own \
+         CPU) started by the harness. CPU = both sides' own thread CPU time (`CLOCK_THREAD_CPUTIME_ID`). \
          Ratios: median of per-round ours / this (below 1.00: ours is faster / cheaper).\n\n\
          | mode | design | wall ns / round trip | ours / this, wall | (min - max over rounds) \
          | CPU ns / round trip | ours / this, CPU |\n\
