@@ -158,6 +158,38 @@
 //! deliveries wake a parked owner), and which one a run lands in varies
 //! from run to run with the code unchanged.
 //!
+//! # What decides a loaded saturated run (measured 2026-12-02)
+//!
+//! - **Where the busy threads run.** Until then the busy threads were not
+//!   pinned, and a probe (`sched_getcpu` in the busy loop) found the two on
+//!   one CPU for 0-100% of a run (a few percent in most, 50-100% in some),
+//!   which leaves a whole core to the server and turns a loaded run into a
+//!   half-quiet one. The harness now pins one to each CPU
+//!   ([`benches::interleaved::Load`]).
+//! - **Two regimes per run, for every design that routes.** With the load
+//!   pinned, a 150 ms run of ours-blocking at N = 8 lands either in a fast
+//!   regime (about 0.7 voluntary switches and 8 µs of server CPU per
+//!   datagram, 90-100k datagrams/s; the stage's counters: the head reads
+//!   its own peer's datagram in 43% of its reads, 41% of deliveries wake a
+//!   parked owner) or a slow one (0.9-0.97 and 10 µs, 70-80k/s; own 31%,
+//!   woken 56%). The broadcast has the same two, further apart (0.54-0.70
+//!   and 1.1-1.45 voluntary switches). In the fast regime the two designs
+//!   are level (8.1 against 7.8 µs per datagram); in the slow one ours is
+//!   ahead.
+//! - **What ran just before.** The regime depends on the scheduler's
+//!   recent history, not only on the design: the broadcast alone at all-8
+//!   (10 rounds) mixed the regimes (median 0.94 voluntary switches per
+//!   datagram); right after a loaded one-at-a-time cell it ran fast in 9
+//!   runs of 10 (one-8) and 7 of 10 (one-32; medians 0.71 and 0.69), right after all-32
+//!   mixed again (1.00). Ours moved the same way (0.91 alone, 0.74 after
+//!   one-8). Not the busy threads' age (a 1.2 s pause with the load running
+//!   before the cell changed nothing), not ksoftirqd (under 0.1 µs per
+//!   datagram either way), not leftover threads or descriptors; the cause
+//!   is inside the kernel's scheduler and was not found. In the full run
+//!   all-8 follows one-32 and all-2, so both designs mostly run fast there
+//!   and the loaded N = 8 ratio reads level (0.98-1.01 in three runs), while
+//!   the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
+//!
 //! # Rounds and how to read the tables
 //!
 //! Interleaved rounds in one process (`benches::interleaved` says why): in
