@@ -176,19 +176,21 @@
 //!   and 1.1-1.45 voluntary switches). In the fast regime the two designs
 //!   are level (8.1 against 7.8 µs per datagram); in the slow one ours is
 //!   ahead.
-//! - **What ran just before.** The regime depends on the scheduler's
-//!   recent history, not only on the design: the broadcast alone at all-8
-//!   (10 rounds) mixed the regimes (median 0.94 voluntary switches per
-//!   datagram); right after a loaded one-at-a-time cell it ran fast in 9
-//!   runs of 10 (one-8) and 7 of 10 (one-32; medians 0.71 and 0.69), right after all-32
+//! - **What ran just before.** The regime depends on the scheduler's recent
+//!   history, not only on the design: the broadcast alone at all-8 (10
+//!   rounds) mixed the regimes (median 0.94 voluntary switches per datagram);
+//!   right after a loaded one-at-a-time cell it ran fast in 9 runs of 10
+//!   (one-8) and 7 of 10 (one-32; medians 0.71 and 0.69), right after all-32
 //!   mixed again (1.00). Ours moved the same way (0.91 alone, 0.74 after
 //!   one-8). Not the busy threads' age (a 1.2 s pause with the load running
 //!   before the cell changed nothing), not ksoftirqd (under 0.1 µs per
-//!   datagram either way), not leftover threads or descriptors; the cause
-//!   is inside the kernel's scheduler and was not found. In the full run
-//!   all-8 follows one-32 and all-2, so both designs mostly run fast there
-//!   and the loaded N = 8 ratio reads level (0.98-1.01 in three runs), while
-//!   the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
+//!   datagram either way), not leftover threads or descriptors, not the
+//!   stage's lock (of 41,900 `futex` waits in six ours-blocking runs, 33 were
+//!   on a contended lock, the rest parked owners); the cause is inside the
+//!   kernel's scheduler and was not found. In the full run all-8 follows
+//!   one-32 and all-2, so both designs mostly run fast there and the loaded
+//!   N = 8 ratio reads level (0.98-1.01 in three runs, 0.98 over 25 rounds),
+//!   while the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
 //!
 //! # Rounds and how to read the tables
 //!
