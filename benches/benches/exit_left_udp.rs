@@ -218,8 +218,9 @@
 //!
 //! While developing, `BENCH_CELL=all-8` (`one-2`, ..., `all-32`, or a
 //! comma-separated list) runs those cells only, and
-//! `BENCH_DESIGN=ours-blocking` (with `BENCH_CELL`) one design, printing
-//! the rounds and no report (for example under `perf record`).
+//! `BENCH_DESIGN=ours-blocking` (with `BENCH_CELL`) one design, or a
+//! comma-separated list of them, interleaved as usual, printing the rounds
+//! and no report (for example under `perf record`).
 //!
 //! `--test` (`cargo bench -p benches -- --test`) is the smoke test: one
 //! quiet round, each design once per (workload, N), a few dozen datagrams
@@ -1240,9 +1241,13 @@ fn main() {
         });
         assert!(!cells.is_empty(), "BENCH_CELL={only}: no such cell");
     }
-    // And `BENCH_DESIGN=ours-blocking` runs that design only (to profile it).
+    // And `BENCH_DESIGN=ours-blocking` (or a comma-separated list) runs
+    // those designs only (to profile one, or to compare a few).
     let designs: Vec<&Design> = match std::env::var("BENCH_DESIGN") {
-        Ok(name) if only.is_some() => DESIGNS.iter().filter(|d| d.name == name).collect(),
+        Ok(names) if only.is_some() => DESIGNS
+            .iter()
+            .filter(|d| names.split(',').any(|n| n == d.name))
+            .collect(),
         _ => DESIGNS.iter().collect(),
     };
     assert!(!designs.is_empty(), "BENCH_DESIGN: no such design");

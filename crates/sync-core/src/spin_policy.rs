@@ -206,6 +206,17 @@ impl SpinPolicy {
         }
     }
 
+    /// A site that starts *without* credit: it parks at once and only its
+    /// probes spin, until one of them is a fast hit. For wait sites whose
+    /// waits are usually long (exit-left's followers wait for their next
+    /// message), where the first waits of a new site spinning on the
+    /// credit of [`new`](Self::new) would cost more than they could save.
+    pub const fn parking() -> Self {
+        SpinPolicy {
+            history: AtomicU32::new(Self::PROBE_GAPS.0 << SHIFT_AT),
+        }
+    }
+
     /// Spins until `ready()` returns `true`, if this site's recent history
     /// says spinning pays off, for at most [`SPIN_LIMIT`](Self::SPIN_LIMIT)
     /// ([`PROBE_LIMIT`](Self::PROBE_LIMIT) when the wait is a probe).
@@ -449,6 +460,28 @@ mod tests {
         assert_eq!(spins_among(&site, first_probes), max - min);
         // From then on, one probe in 2^max waits.
         assert_eq!(spins_among(&site, 4 << max), 4);
+    }
+
+    #[test]
+    fn a_parking_site_spins_only_on_probes_until_one_is_a_fast_hit() {
+        let site = SpinPolicy::parking();
+        assert!(!site.has_credit(), "a parking site starts without credit");
+        let (min, _) = SpinPolicy::PROBE_GAPS;
+        // Its first spin is the first probe, after 2^min waits.
+        assert_eq!(spins_among(&site, (1 << min) - 1), 0);
+        assert_eq!(spins_among(&site, 1), 1);
+        // A probe whose condition comes true at once is a fast hit: credit.
+        let mut waits = 0;
+        while !site.has_credit() {
+            waits += 1;
+            assert!(waits <= 1 << (min + 1), "no probe within twice the gap");
+            let polls = Cell::new(0u32);
+            site.spin_until(|| {
+                polls.set(polls.get() + 1);
+                polls.get() > 1
+            });
+        }
+        assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
     }
 
     /// The bookkeeping, driven directly (a spin's outcome depends on the

@@ -1,0 +1,64 @@
+//! Followers that spin before parking (when the stage's recent spins paid
+//! off) must lose no wake-up: a notification that lands during the spin is
+//! left for the park that follows, which returns at once.
+
+mod common;
+
+use common::{Got, got};
+use exit_left::{Entry, Stage};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// Rounds of the ping-pong (fewer under Miri, which is slow).
+const ROUNDS: u32 = if cfg!(miri) { 40 } else { 20_000 };
+
+/// Two followers ping-pong by notification while a third thread heads, so
+/// every wait is a follower's, and every wait ends within a few
+/// microseconds: the spins pay off and the stage's followers spin. Waits
+/// have no time-out: a notification a spin swallowed would leave its
+/// follower parked for good, which the bounded wait below reports.
+#[test]
+fn a_ping_pong_of_followers_loses_no_notification() {
+    let stage = Arc::new(Stage::<u8, ()>::new(()));
+    let mut head_ticket = stage.ticket(0).unwrap();
+    let Entry::Head(head) = stage.enter(&mut head_ticket, None) else {
+        panic!("nobody heads a new stage");
+    };
+    let (done_tx, done) = mpsc::channel();
+    for (me, peer) in [(1u8, 2u8), (2, 1)] {
+        let (stage, done_tx) = (Arc::clone(&stage), done_tx.clone());
+        thread::spawn(move || {
+            let mut ticket = stage.ticket(me).unwrap();
+            let mut received = 0;
+            for round in 0..ROUNDS {
+                // Player 1 serves first; each answers what it received.
+                if me == 1 || round > 0 {
+                    stage.notify(&peer);
+                }
+                if me == 1 && round == ROUNDS - 1 {
+                    break;
+                }
+                assert_eq!(
+                    got(stage.enter(&mut ticket, None)),
+                    Got::Notified,
+                    "follower {me}"
+                );
+                received += 1;
+            }
+            done_tx.send((me, received)).unwrap();
+        });
+    }
+    let limit = Duration::from_secs(if cfg!(miri) { 600 } else { 60 });
+    let mut got = [0; 3];
+    for _ in 0..2 {
+        let (me, received) = done
+            .recv_timeout(limit)
+            .expect("a follower waits for a notification that was made: a wake-up was lost");
+        got[usize::from(me)] = received;
+    }
+    assert_eq!(got[1], ROUNDS - 1, "player 1's notifications received");
+    assert_eq!(got[2], ROUNDS, "player 2's notifications received");
+    drop(head);
+}
