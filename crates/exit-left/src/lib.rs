@@ -160,9 +160,7 @@
 //! with two busy threads; owners taking turns, where waits are long,
 //! unchanged within the noise). Spins are bounded by time, never yield,
 //! and are skipped when less than the longest one is left before the
-//! waiter's time-out; a follower waiting on a stage that
-//! [promotes when readable](Stage::promote_when_readable) while
-//! promotions dominate does not spin. `notify`, `deliver` and a hand-off make at most
+//! waiter's time-out. `notify`, `deliver` and a hand-off make at most
 //! one wake-up (one futex call; two for a `notify` that ends a promotion
 //! sleeping until the resource is readable, see [`Stage::notify`]). The only `unsafe` code is the system calls
 //! behind [`Stage::promote_when_readable`] (epoll, eventfd, `poll`), in one

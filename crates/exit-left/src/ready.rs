@@ -178,6 +178,16 @@ impl ReadyParker {
         self.waker.clone()
     }
 
+    /// Whether `park` would return at once, or its wait has been decided:
+    /// a wake-up token is pending, or a watch armed a descriptor in this
+    /// parker's set (a promotion that waits until the resource is readable;
+    /// `park` then returns when it is). Two loads, no system call: what a
+    /// waiter spinning before it parks polls. Meant for a wait that began
+    /// with nothing armed (see [`tidy_thread`]).
+    pub(crate) fn is_notified_or_armed(&self) -> bool {
+        self.shared.token.is_notified() || self.shared.registered.load(Ordering::Relaxed) >= 0
+    }
+
     /// A handle that arms descriptors in this parker's set. Does not
     /// allocate.
     pub(crate) fn watch(&self) -> ReadyWatch {

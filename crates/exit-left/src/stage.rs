@@ -1025,11 +1025,12 @@ impl Sleep for crate::ready::ReadyParker {
     fn watch(&self) -> Option<Watch> {
         Some(crate::ready::ReadyParker::watch(self))
     }
-    /// No spin: this parker is used while promotions with nothing to read
-    /// end most waits (owners taking turns), and a follower promoted that
-    /// way is woken by the resource, which a spin on the token would not
-    /// see.
-    fn spin(&self, _: &SpinPolicy, _: SpinHints) {}
+    /// A promotion that waits until the resource is readable arms the
+    /// resource in this parker's set: the spin ends there too (the park
+    /// then returns when the resource is readable), not only on a token.
+    fn spin(&self, policy: &SpinPolicy, hints: SpinHints) {
+        policy.spin_with(hints, || self.is_notified_or_armed());
+    }
     fn sleep(&self, deadline: Option<Instant>) -> bool {
         self.park(deadline)
     }
