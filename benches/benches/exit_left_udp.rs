@@ -191,6 +191,14 @@
 //!   one-32 and all-2, so both designs mostly run fast there and the loaded
 //!   N = 8 ratio reads level (0.98-1.01 in three runs, 0.98 over 25 rounds),
 //!   while the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
+//! - **On a second VM** (same type, kernel 6.18, measured later that day),
+//!   the same: ours-blocking / broadcast at loaded N = 8 read 0.86-0.92 in
+//!   full or partial runs, but with only the loaded rounds and only that
+//!   cell (a scratch change) 1.53, 1.12, 1.34 and 0.94 depending on which
+//!   designs ran beside it (per-round ratios 0.46-2.2), 1.38 right after
+//!   the loaded all-2 cell and 0.87 right after loaded one-32, where the
+//!   broadcast ran in its fast regime (0.45 voluntary switches per datagram
+//!   against 1.2-1.3 in its slow one).
 //!
 //! # Rounds and how to read the tables
 //!
