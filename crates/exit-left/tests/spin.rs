@@ -5,9 +5,9 @@
 mod common;
 
 use common::{Got, got};
-use exit_left::{Entry, Stage};
-use std::sync::Arc;
+use exit_left::{Entry, NotifyOutcome, Stage};
 use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -27,15 +27,19 @@ fn a_ping_pong_of_followers_loses_no_notification() {
         panic!("nobody heads a new stage");
     };
     let (done_tx, done) = mpsc::channel();
+    let both = Arc::new(Barrier::new(2));
     for (me, peer) in [(1u8, 2u8), (2, 1)] {
-        let (stage, done_tx) = (Arc::clone(&stage), done_tx.clone());
+        let (stage, done_tx, both) = (Arc::clone(&stage), done_tx.clone(), Arc::clone(&both));
         thread::spawn(move || {
             let mut ticket = stage.ticket(me).unwrap();
+            // Both tickets exist before the first notification (one for a
+            // token without a ticket is dropped: `NoSuchToken`).
+            both.wait();
             let mut received = 0;
             for round in 0..ROUNDS {
                 // Player 1 serves first; each answers what it received.
                 if me == 1 || round > 0 {
-                    stage.notify(&peer);
+                    assert_ne!(stage.notify(&peer), NotifyOutcome::NoSuchToken);
                 }
                 if me == 1 && round == ROUNDS - 1 {
                     break;
