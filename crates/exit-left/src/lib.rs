@@ -158,9 +158,9 @@
 //! notifier no system call and itself no context switch (measured on
 //! loopback UDP: 11x the throughput of parking at once, quiet; 1.16x with
 //! two busy threads; with owners taking turns, where waits are long, and
-//! with 8 and 32 owners unchanged within the noise). Spins are bounded by time, never yield,
-//! and are skipped when less than the longest one is left before the
-//! waiter's time-out. `notify`, `deliver` and a hand-off make at most
+//! with 8 and 32 owners unchanged within the noise). Spins are bounded by
+//! time, never yield, and are skipped when less than the longest one is
+//! left before the waiter's time-out. `notify`, `deliver` and a hand-off make at most
 //! one wake-up (one futex call; two for a `notify` that ends a promotion
 //! sleeping until the resource is readable, see [`Stage::notify`]). The only `unsafe` code is the system calls
 //! behind [`Stage::promote_when_readable`] (epoll, eventfd, `poll`), in one
