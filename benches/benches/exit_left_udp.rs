@@ -187,10 +187,13 @@
 //!   datagram either way), not leftover threads or descriptors, not the
 //!   stage's lock (of 41,900 `futex` waits in six ours-blocking runs, 33 were
 //!   on a contended lock, the rest parked owners); the cause is inside the
-//!   kernel's scheduler and was not found. In the full run all-8 follows
-//!   one-32 and all-2, so both designs mostly run fast there and the loaded
-//!   N = 8 ratio reads level (0.98-1.01 in three runs, 0.98 over 25 rounds),
-//!   while the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
+//!   kernel's scheduler and was not found. When the rounds ran in a fixed
+//!   order (designs rotated, cells never), all-8 always followed one-32 and
+//!   all-2, so both designs mostly ran fast there and the loaded N = 8
+//!   ratio read level (0.98-1.01 in three runs, 0.98 over 25 rounds), while
+//!   the cell run alone (15 rounds) read 1.04 pinned and 1.16 unpinned.
+//!   Since 2026-12-03 every round shuffles the cells and the designs
+//!   (`Shuffle`), so every design meets every predecessor.
 //! - **On a second VM** (same type, kernel 6.18, measured later that day),
 //!   the same: ours-blocking / broadcast at loaded N = 8 read 0.86-0.92 in
 //!   full or partial runs, but with only the loaded rounds and only that
@@ -199,12 +202,18 @@
 //!   the loaded all-2 cell and 0.87 right after loaded one-32, where the
 //!   broadcast ran in its fast regime (0.45 voluntary switches per datagram
 //!   against 1.2-1.3 in its slow one).
+//! - **On a third VM** (same type, kernel 6.18, 2026-12-03), the first
+//!   runs with the order shuffled (seeds 1, 2, 3; 9, 9 and 15 rounds):
+//!   ours-blocking / broadcast at N = 8 saturated 0.99, 0.99, 1.01 quiet and
+//!   0.96, 0.98, 0.97 loaded (per round 0.65-1.68): level, a few percent
+//!   either way, in every run.
 //!
 //! # Rounds and how to read the tables
 //!
 //! Interleaved rounds in one process (`benches::interleaved` says why): in
 //! every round each design runs once per (workload, N), the order of the
-//! designs rotated from round to round; quiet and loaded rounds alternate
+//! cells and of the designs within each cell shuffled afresh in every round
+//! (seed `BENCH_SEED`, default 1); quiet and loaded rounds alternate
 //! (loaded = one busy thread pinned to each core, [`benches::interleaved::Load`]).
 //! Default 9 quiet + 9 loaded rounds (with five, the loaded medians were a
 //! coin toss: per-round ratios swing 0.7-1.9 at N = 8); `BENCH_ROUNDS` and
@@ -1213,6 +1222,43 @@ fn run_once(
 
 // --------------------------------------------------------- rounds and table
 
+/// The order of the cells, and of the designs within a cell, for one round
+/// of one mode: a fresh random permutation each time (SplitMix64 behind a
+/// Fisher-Yates shuffle; seed `BENCH_SEED`, default 1, so a run can be
+/// repeated). Not a rotation: rotating a fixed list gives every design the
+/// same predecessor in every round, and what ran just before moves a loaded
+/// saturated run between two regimes (see "What decides a loaded saturated
+/// run"), so a rotation can hand one design the other's regime in every
+/// round. Shuffled, each design meets every predecessor in turn.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn from_env() -> Shuffle {
+        let seed = std::env::var("BENCH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        Shuffle(seed.unwrap_or(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// `0..n` in a random order.
+    fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+        v
+    }
+}
+
 fn median(v: impl IntoIterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = v.into_iter().collect();
     v.sort_by(f64::total_cmp);
@@ -1278,13 +1324,13 @@ fn main() {
     // results[mode][cell][design][round]
     let mut results = vec![vec![vec![Vec::<RunStats>::new(); d]; cells.len()]; modes];
     let started = Instant::now();
+    let mut order = Shuffle::from_env();
     for round in 0..settings.rounds {
         for (mode, per_mode) in results.iter_mut().enumerate() {
             let _load = (mode == 1).then(Load::start);
-            for (c, &cell) in cells.iter().enumerate() {
-                for k in 0..d {
-                    let i = (round + k) % d;
-                    per_mode[c][i].push(run(designs[i], cell, settings.run_time));
+            for c in order.permutation(cells.len()) {
+                for i in order.permutation(d) {
+                    per_mode[c][i].push(run(designs[i], cells[c], settings.run_time));
                 }
             }
         }
@@ -1342,7 +1388,7 @@ fn report(
     let mut md = String::from("## exit-left: N owners behind one UDP socket (loopback)\n\n");
     md += &format!(
         "{r} quiet and {r} loaded rounds, alternating; in every round each design runs once per \
-         (workload, N), order rotated; {ms} ms per run. Loaded: {busy} busy threads (one per core, \
+         (workload, N), cells and designs in a fresh random order every round (seed {seed}); {ms} ms per run. Loaded: {busy} busy threads (one per core, \
          pinned). *one at a time*: one client thread, one datagram in flight, peers in turn; *all \
          at once*: N client threads ping-pong concurrently. Round trips are the client's, per \
          datagram. **server cs**: context switches counted by the kernel \
@@ -1354,6 +1400,7 @@ fn report(
          switches less. Every other figure is a median over rounds. The module documentation of \
          `benches/benches/exit_left_udp.rs` describes the designs.\n\n",
         r = settings.rounds,
+        seed = Shuffle::from_env().0,
         ms = settings.run_time.as_millis(),
         busy = busy_threads(),
     );
