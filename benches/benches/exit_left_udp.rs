@@ -1222,14 +1222,15 @@ fn run_once(
 
 // --------------------------------------------------------- rounds and table
 
-/// The order of the cells, and of the designs within a cell, for one round
-/// of one mode: a fresh random permutation each time (SplitMix64 behind a
+/// The order of the cells, and of the designs within a cell, for one round of
+/// one mode: a fresh random permutation each time (SplitMix64 behind a
 /// Fisher-Yates shuffle; seed `BENCH_SEED`, default 1, so a run can be
 /// repeated). Not a rotation: rotating a fixed list gives every design the
-/// same predecessor in every round, and what ran just before moves a loaded
-/// saturated run between two regimes (see "What decides a loaded saturated
-/// run"), so a rotation can hand one design the other's regime in every
-/// round. Shuffled, each design meets every predecessor in turn.
+/// same predecessor in almost every round, and what ran just before moves a
+/// loaded saturated run between two regimes (see "What decides a loaded
+/// saturated run"), so a rotation can hand one design the other's regime
+/// round after round. Shuffled, every design follows every other one, and
+/// none in a fixed pattern.
 struct Shuffle(u64);
 
 impl Shuffle {
