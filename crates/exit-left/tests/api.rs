@@ -4,7 +4,7 @@
 mod common;
 
 use common::script::{Items, items, read};
-use common::{LONG, poll_once, until_waiting, watchdog};
+use common::{LONG, iters, poll_once, until_waiting, watchdog};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage, TicketError, Undelivered};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -582,7 +582,8 @@ fn close_while_serve_lends_ends_it() {
 #[test]
 fn serve_as_a_follower_gets_its_messages_and_close_ends_every_serve() {
     let _w = watchdog("serve_as_a_follower_gets_its_messages_and_close_ends_every_serve");
-    let list: Vec<(u32, u32)> = (0..300).map(|i| (i % 3, i)).collect();
+    let total = iters(300, 60) as u32;
+    let list: Vec<(u32, u32)> = (0..total).map(|i| (i % 3, i)).collect();
     let stage: Stage<u32, Items, u32> = Stage::with_mailbox(items(&list));
     let tickets: Vec<_> = (0..3).map(|i| stage.ticket(i).unwrap()).collect();
     let got: Vec<Vec<u32>> = thread::scope(|s| {
@@ -613,7 +614,7 @@ fn serve_as_a_follower_gets_its_messages_and_close_ends_every_serve() {
         joins.into_iter().map(|j| j.join().unwrap()).collect()
     });
     for (owner, got) in got.iter().enumerate() {
-        let want: Vec<u32> = (0..300).filter(|i| i % 3 == owner as u32).collect();
+        let want: Vec<u32> = (0..total).filter(|i| i % 3 == owner as u32).collect();
         assert_eq!(got, &want, "owner {owner} got all its own, in order");
     }
 }

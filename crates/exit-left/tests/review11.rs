@@ -435,7 +435,7 @@ fn held_model_fuzz_of_async_and_zero_timeout_entries() {
             log: Vec::new(),
         };
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        for _ in 0..400 {
+        for _ in 0..iters(400, 120) {
             m.step(&mut rng);
             if rng.below(4) == 0 {
                 m.settle();

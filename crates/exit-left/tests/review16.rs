@@ -27,7 +27,7 @@
 
 mod common;
 
-use common::{LONG, watchdog};
+use common::{LONG, iters, watchdog};
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -363,7 +363,8 @@ fn nested_lookups_through_a_chain_of_stages_restore_the_previous_stage() {
 #[test]
 fn after_a_panicking_eq_stages_at_the_same_address_are_not_misreported() {
     let mut addresses = Vec::new();
-    for round in 0..50u32 {
+    let rounds = iters(50, 12) as u32;
+    for round in 0..rounds {
         let s: S = Stage::with_mailbox(());
         addresses.push(core::ptr::from_ref(&s).addr());
         let mut t = s.ticket(tok(1)).unwrap();
@@ -394,7 +395,7 @@ fn after_a_panicking_eq_stages_at_the_same_address_are_not_misreported() {
     addresses.sort_unstable();
     addresses.dedup();
     eprintln!(
-        "{} distinct stage addresses over 50 rounds",
+        "{} distinct stage addresses over {rounds} rounds",
         addresses.len()
     );
 }
@@ -494,7 +495,9 @@ fn short_lived_threads_never_see_a_false_reentrancy() {
             }
         });
         for _ in 0..if cfg!(miri) { 2 } else { 60 } {
-            let batch: Vec<_> = (0..4).map(|_| scope.spawn(|| lookups(20))).collect();
+            let batch: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| lookups(iters(20, 8))))
+                .collect();
             for t in batch {
                 t.join().unwrap();
             }

@@ -575,6 +575,10 @@ mod tests {
     /// was hinted never probed and, once parked on a quiet machine, stayed
     /// parked for the whole run.)
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "2,000 waits of interpreted spinning (15 s a seed); no unsafe code or sharing here"
+    )]
     fn hinted_waits_without_credit_still_probe() {
         let site = SpinPolicy::new();
         assert_eq!(spins_among(&site, SpinPolicy::CREDIT), SpinPolicy::CREDIT);
