@@ -207,6 +207,15 @@
 //!   ours-blocking / broadcast at N = 8 saturated 0.99, 0.99, 1.01 quiet and
 //!   0.96, 0.98, 0.97 loaded (per round 0.65-1.68): level, a few percent
 //!   either way, in every run.
+//! - **On a fourth VM** (same type, 2026-12-04; seeds 1, 2, 3, 9 rounds
+//!   each): ours-blocking / broadcast at N = 8 saturated 1.05, 1.02, 1.04
+//!   quiet and 0.85, 0.97, 0.98 loaded; server CPU per datagram at loaded
+//!   N = 8 10.3-11.8 µs for ours against 9.9-10.3 for the broadcast. A
+//!   `perf record` of ours-blocking alone there (all-8, four rounds of
+//!   400 ms) spends its server time in the scheduler and in wake-ups (the
+//!   follower's `futex` park and the owner's wake, the socket's own
+//!   wake-ups of blocked readers), 0.6% in the spin: no user-space hot spot
+//!   left to remove.
 //!
 //! # Rounds and how to read the tables
 //!
