@@ -18,6 +18,9 @@
 //! short time-outs, on a plain stage and on one that promotes when
 //! readable. Every blocking part is bounded: threads report over channels
 //! read with `recv_timeout`, and nothing joins a thread that could hang.
+//! Every stage here is made with `spin_regardless_of_cpus`: by default
+//! followers do not spin once a stage has more tickets than the machine
+//! has CPUs, plus one, which most of these tests have on a 2-CPU machine.
 //!
 //! Not tested (reasoned, in the review report): the epoll parker's
 //! `registered` is -1 at the start of every wait (`enter` runs
@@ -176,7 +179,7 @@ fn batons_passed_by_16_threads_with_random_timeouts_are_neither_lost_nor_duplica
     const RINGS: u32 = 4;
     const PER_RING: u32 = 4;
     const PASSES: u32 = 3_000;
-    let stage = Arc::new(Plain::new(()));
+    let stage = Arc::new(Plain::new(()).spin_regardless_of_cpus());
     let mut head_ticket = stage.ticket(0).unwrap();
     let head = heads(&stage, &mut head_ticket);
     let holder: Arc<Vec<AtomicU32>> = Arc::new((0..RINGS).map(|_| AtomicU32::new(0)).collect());
@@ -292,7 +295,7 @@ fn batons_passed_by_16_threads_with_random_timeouts_are_neither_lost_nor_duplica
 #[test]
 fn a_notification_racing_the_deadline_is_observed_exactly_once() {
     let _w = watchdog("review17_notify_races_deadline");
-    let stage = Arc::new(Plain::new(()));
+    let stage = Arc::new(Plain::new(()).spin_regardless_of_cpus());
     let mut head_ticket = stage.ticket(0).unwrap();
     let head = heads(&stage, &mut head_ticket);
     let pair = HotPair::start(&stage);
@@ -384,7 +387,7 @@ fn timed_waits_nobody_ends_return_on_time_while_the_stage_spins() {
     for (gated, hot_pair) in [(false, true), (true, true), (false, false)] {
         let (stage, _feed): (Arc<Gated>, UnixDatagram) = {
             let (feed, sock) = UnixDatagram::pair().unwrap();
-            let stage = Stage::new(sock);
+            let stage = Stage::new(sock).spin_regardless_of_cpus();
             let stage = if gated {
                 stage.promote_when_readable()
             } else {
@@ -442,7 +445,7 @@ fn close_during_spins_ends_every_wait() {
     let _w = watchdog("review17_close_during_spins");
     let mut rng = Rng(77);
     for round in 0..25 {
-        let stage = Arc::new(Plain::new(()));
+        let stage = Arc::new(Plain::new(()).spin_regardless_of_cpus());
         let mut head_ticket = stage.ticket(0).unwrap();
         let head = heads(&stage, &mut head_ticket);
         let pair = HotPair::start(&stage);
@@ -488,7 +491,12 @@ fn close_during_spins_ends_every_wait() {
 fn gated_pair() -> (Gated, UnixDatagram) {
     let (feed, sock) = UnixDatagram::pair().unwrap();
     sock.set_nonblocking(true).unwrap();
-    (Stage::new(sock).promote_when_readable(), feed)
+    (
+        Stage::new(sock)
+            .spin_regardless_of_cpus()
+            .promote_when_readable(),
+        feed,
+    )
 }
 
 /// Reads one datagram if there is one (non-blocking).
@@ -685,7 +693,7 @@ fn a_notification_overtaking_a_promotion_armed_during_the_spin_forwards_it() {
 #[test]
 fn a_panicking_task_waker_among_spinning_followers_loses_nothing() {
     let _w = watchdog("review17_panicking_waker");
-    let stage = Arc::new(Plain::new(()));
+    let stage = Arc::new(Plain::new(()).spin_regardless_of_cpus());
     let mut head_ticket = stage.ticket(0).unwrap();
     let head = heads(&stage, &mut head_ticket);
     let pair = HotPair::start(&stage);
@@ -749,7 +757,7 @@ fn two_owners_saturated(gated: bool, use_serve: bool) {
     let (feed, sock) = UnixDatagram::pair().unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(2)))
         .unwrap();
-    let stage: Stage<u32, UnixDatagram, u32> = Stage::with_mailbox(sock);
+    let stage: Stage<u32, UnixDatagram, u32> = Stage::with_mailbox(sock).spin_regardless_of_cpus();
     let stage = Arc::new(if gated {
         stage.promote_when_readable()
     } else {
@@ -889,7 +897,7 @@ fn hammer(gated: bool) {
     let run = Duration::from_millis(1_500);
     let (feed, sock) = UnixDatagram::pair().unwrap();
     sock.set_nonblocking(true).unwrap();
-    let stage = Stage::new(sock);
+    let stage = Stage::new(sock).spin_regardless_of_cpus();
     let stage: Arc<Gated> = Arc::new(if gated {
         stage.promote_when_readable()
     } else {
