@@ -218,6 +218,33 @@
 //!   the stage's wakes of parked owners, the rest the socket's own
 //!   wake-ups of blocked readers) and 0.6% in the follower spin: no
 //!   user-space hot spot left to remove.
+//! - **On a fifth VM** (same type, 2026-12-04), a full run (seed 1) had
+//!   that cell fast in every round, for both designs (server CPU per
+//!   datagram 3.8-4.5 µs for ours-blocking, 3.1-4.1 for the broadcast;
+//!   0.92 loaded). A scratch knob that runs a one-at-a-time N = 32 run of
+//!   another design before every measured run reproduces that regime in
+//!   seconds (the cell alone, without it, runs mostly slow, where ours
+//!   leads: 1.08). There (scratch counters, 9-30 rounds): the head reads
+//!   its own datagram in 63-68% of reads (the broadcast's reader 60-64%);
+//!   a follower sleeps for 0.23-0.29 datagrams of every one (the
+//!   broadcast's waiters 0.20-0.37); per datagram, from tracepoints, 4.6
+//!   system calls against 5.3 (`futex` 0.56 against 1.36), 2.1-2.2
+//!   context switches both, 1.6-1.7 wake-ups against 1.5, rescheduling
+//!   IPIs 0.04 both. The bench process's CPU share is the same for both
+//!   (server plus client threads 1.32-1.35 CPUs), so the throughput gap
+//!   is CPU per datagram: server 4.7 against 4.2 µs, clients 2.6 both;
+//!   about half of the server's 0.5 µs in user space (perf: the stage's
+//!   functions, the follower spin, clock reads). Interleaved A/B in that
+//!   regime (ours-blocking against a scratch variant, 15-30 rounds): no
+//!   follower spin 1.03-1.05x in five runs (hence `spin_cap` in the
+//!   stage); two extra lock round trips on every own datagram 0.996x
+//!   (locks are not the cost); no follower time-out plus a deadline check
+//!   only every eighth read 1.016x (not taken: within the noise); no
+//!   lending while waking 0.94x; lending even when every other owner
+//!   waits 1.03x in one run (not taken: one at a time it costs, README).
+//!   Three full runs with the spin cap (seeds 1, 2, 3): 1.00, 0.97, 0.96
+//!   against the broadcast at loaded N = 8, 0.89-0.91 against the plain
+//!   broadcast.
 //!
 //! # Rounds and how to read the tables
 //!
