@@ -320,7 +320,9 @@ pub struct Ticket<'s, T: Hash + Eq, R, M = ()> {
 
 impl<T: Hash + Eq, R> Stage<T, R> {
     /// A stage around `resource`, with no mailbox. Allocates nothing until
-    /// the first ticket.
+    /// the first ticket (except that the first stage made in a process
+    /// asks once how many CPUs the process may use:
+    /// `std::thread::available_parallelism`, which reads cgroup files).
     pub fn new(resource: R) -> Self {
         Self::with_mailbox(resource)
     }
@@ -387,7 +389,8 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// `Head` if nobody heads. Otherwise the thread waits, and is woken
     /// exactly once, by whoever ends its wait. It parks at once unless
     /// followers' short spins before parking have lately paid off on this
-    /// stage (see the crate docs, "Costs").
+    /// stage, and never spins on a stage with more tickets than the
+    /// machine has CPUs, plus one (see the crate docs, "Costs").
     ///
     /// Does not allocate (the thread's cached parker wakes it).
     ///
@@ -477,7 +480,8 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // notifier no system call and itself no switch (measured: 11x the
         // throughput there on a quiet machine). Followers usually wait far
         // longer; the policy then has them park at once, bar rare probes.
-        // Never with more owners than CPUs to run them (`spin_cap`).
+        // Never on a stage with more tickets than CPUs, plus one: more
+        // owners than CPUs to run them (`spin_cap`).
         if may_spin {
             let hints = SpinHints {
                 time_left: deadline.map(|d| d.saturating_duration_since(Instant::now())),
