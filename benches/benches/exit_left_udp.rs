@@ -275,7 +275,12 @@
 //! comma-separated list) runs those cells only, and
 //! `BENCH_DESIGN=ours-blocking` (with `BENCH_CELL`) one design, or a
 //! comma-separated list of them, interleaved as usual, printing the rounds
-//! and no report (for example under `perf record`).
+//! and no report (for example under `perf record`). With `BENCH_CELL`
+//! also: `BENCH_MODE=loaded` (or `quiet`) runs that mode only, and
+//! `BENCH_WARM=socket-per-thread` (any design) runs that design once, one
+//! at a time with 32 owners and untimed, before every measured run: the
+//! loaded N = 8 saturated cell then runs in its fast regime, as in a full
+//! run (see "What decides a loaded saturated run"), in seconds.
 //!
 //! `--test` (`cargo bench -p benches -- --test`) is the smoke test: one
 //! quiet round, each design once per (workload, N), a few dozen datagrams
@@ -1345,6 +1350,25 @@ fn main() {
     };
     assert!(!designs.is_empty(), "BENCH_DESIGN: no such design");
     let d = designs.len();
+    let mode_only = match std::env::var("BENCH_MODE") {
+        Ok(m) if only.is_some() => Some(
+            MODES
+                .iter()
+                .position(|&name| name == m)
+                .unwrap_or_else(|| panic!("BENCH_MODE={m}: quiet or loaded")),
+        ),
+        _ => None,
+    };
+    let runs_mode = |mode: usize| mode_only.is_none_or(|m| m == mode);
+    let warm: Option<&Design> = match std::env::var("BENCH_WARM") {
+        Ok(name) if only.is_some() => Some(
+            DESIGNS
+                .iter()
+                .find(|x| x.name == name)
+                .unwrap_or_else(|| panic!("BENCH_WARM={name}: no such design")),
+        ),
+        _ => None,
+    };
     let run = |design: &Design, (w, n): (Workload, usize), run_time| {
         run_once(design, w, n, settings.max_trips, run_time)
     };
@@ -1366,9 +1390,15 @@ fn main() {
     let mut order = Shuffle::from_env();
     for round in 0..settings.rounds {
         for (mode, per_mode) in results.iter_mut().enumerate() {
+            if !runs_mode(mode) {
+                continue;
+            }
             let _load = (mode == 1).then(Load::start);
             for c in order.permutation(cells.len()) {
                 for i in order.permutation(d) {
+                    if let Some(w) = warm {
+                        run(w, (Workload::OneAtATime, 32), settings.run_time);
+                    }
                     per_mode[c][i].push(run(designs[i], cells[c], settings.run_time));
                 }
             }
@@ -1380,6 +1410,9 @@ fn main() {
             started.elapsed()
         );
         for (mode, per_mode) in results.iter().enumerate() {
+            if !runs_mode(mode) {
+                continue;
+            }
             for (c, &(w, n)) in cells.iter().enumerate() {
                 line += &format!("\n  {:6} {:13} N={n:2}:", MODES[mode], w.name());
                 for (i, design) in designs.iter().enumerate() {
