@@ -245,6 +245,33 @@
 //!   Three full runs with the spin cap (seeds 1, 2, 3): 1.00, 0.97, 0.96
 //!   against the broadcast at loaded N = 8, 0.89-0.91 against the plain
 //!   broadcast.
+//! - **Later on the fifth VM** (same code), three more full runs (seeds 1,
+//!   2, 3) read 0.86, 0.97, 0.91 against the broadcast at loaded N = 8 and
+//!   0.82, 0.90, 0.89 against the plain one (server CPU per datagram 4.0-4.2
+//!   µs against 3.4-3.6). Scratch counters in the fast regime (`getrusage`
+//!   around every read and every park, 8-12 rounds): a server thread's
+//!   voluntary switches are its blocking reads plus its parks, for both
+//!   designs; ours 0.23-0.38 and 0.25-0.31 per datagram, the plain broadcast
+//!   0.18-0.30 and 0.19-0.27. The rest of the flow matches: back from its
+//!   own datagram a thread heads (or reads) next in about 0.6 of the cases
+//!   and waits in 0.2-0.3, for both; the reading moves to another thread
+//!   after 0.20-0.27 of reads for ours and 0.26-0.39 for the plain
+//!   broadcast, whose reader reads its own datagram a little more often
+//!   (0.62-0.68 against 0.57-0.64). `perf record` of the server threads (4999
+//!   Hz, per datagram): 14% more samples for ours, half of the excess in
+//!   user space (the stage's functions, allocation, clock reads), half in
+//!   the kernel's receive and `futex` paths (those extra sleeps). A/B in
+//!   that regime against ours-blocking (10-12 rounds each), none better:
+//!   yield before a read that would block 0.31x (the yield goes to a busy
+//!   thread); a 0.8 µs pause before every read 0.85x; keep the headship
+//!   while handling the own datagram 0.67x; hand on to the longest waiter
+//!   whenever one waits 0.35x; lend even when all others wait 0.98x; lend
+//!   after every routed datagram, not only while waking 0.95x; wake the
+//!   longest waiter when lending, to head if the headship is still free
+//!   1.01x (it raised own reads to 0.67-0.71 but cost as many wake-ups as
+//!   it saved); a 1 s socket time-out instead of 5 ms 0.98x; eight more
+//!   cache lines written per routed datagram 0.98x (cache traffic is not
+//!   where the gap is either).
 //!
 //! # Rounds and how to read the tables
 //!
