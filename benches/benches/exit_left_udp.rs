@@ -1304,11 +1304,9 @@ fn run_once(
 struct Shuffle(u64);
 
 impl Shuffle {
+    /// Seeded from `BENCH_SEED` (default 1).
     fn from_env() -> Shuffle {
-        let seed = std::env::var("BENCH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok());
-        Shuffle(seed.unwrap_or(1))
+        Shuffle(benches::env_u64("BENCH_SEED").unwrap_or(1))
     }
 
     fn next(&mut self) -> u64 {
@@ -1415,6 +1413,7 @@ fn main() {
     let mut results = vec![vec![vec![Vec::<RunStats>::new(); d]; cells.len()]; modes];
     let started = Instant::now();
     let mut order = Shuffle::from_env();
+    let seed = order.0;
     for round in 0..settings.rounds {
         for (mode, per_mode) in results.iter_mut().enumerate() {
             if !runs_mode(mode) {
@@ -1472,15 +1471,16 @@ fn main() {
         return;
     }
 
-    let md = report(&settings, &cells, &results);
+    let md = report(&settings, seed, &cells, &results);
     println!("{md}");
     std::fs::write(benches::report_fragment_path("exit_left_udp"), md).unwrap();
 }
 
-/// `results[mode][cell][design][round]` as Markdown: the full table per
-/// mode, then the key figures.
+/// `results[mode][cell][design][round]` (rounds shuffled with `seed`) as
+/// Markdown: the full table per mode, then the key figures.
 fn report(
     settings: &Settings,
+    seed: u64,
     cells: &[(Workload, usize)],
     results: &[Vec<Vec<Vec<RunStats>>>],
 ) -> String {
@@ -1499,7 +1499,6 @@ fn report(
          switches less. Every other figure is a median over rounds. The module documentation of \
          `benches/benches/exit_left_udp.rs` describes the designs.\n\n",
         r = settings.rounds,
-        seed = Shuffle::from_env().0,
         ms = settings.run_time.as_millis(),
         busy = busy_threads(),
     );

@@ -242,7 +242,6 @@ impl Settings {
     /// runs while developing); with `--test` ([`crate::smoke_test_mode`]),
     /// one round per mode of runs of at most 100 round trips or 50 ms.
     pub fn from_env(rounds: usize, run_ms: u64) -> Settings {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         if crate::smoke_test_mode() {
             return Settings {
                 rounds: 1,
@@ -252,8 +251,8 @@ impl Settings {
             };
         }
         Settings {
-            rounds: env("BENCH_ROUNDS").map_or(rounds, |r| r.max(1) as usize),
-            run_time: Duration::from_millis(env("BENCH_RUN_MS").unwrap_or(run_ms)),
+            rounds: crate::env_u64("BENCH_ROUNDS").map_or(rounds, |r| r.max(1) as usize),
+            run_time: Duration::from_millis(crate::env_u64("BENCH_RUN_MS").unwrap_or(run_ms)),
             max_trips: 100_000_000,
             smoke: false,
         }

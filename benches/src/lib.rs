@@ -16,6 +16,20 @@ pub fn report_fragment_path(name: &str) -> PathBuf {
     dir.join(format!("{name}.md"))
 }
 
+/// The environment variable `name` as a number, `None` if it is not set.
+///
+/// # Panics
+///
+/// If it is set to something that is not a non-negative integer: a knob
+/// such as `BENCH_ROUNDS=1O` must not silently run the default instead.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.trim().parse() {
+        Ok(n) => Some(n),
+        Err(e) => panic!("{name}={value:?}: not a non-negative integer ({e})"),
+    }
+}
+
 /// Whether the bench binary was started as a smoke test
 /// (`cargo bench -- --test`): run each workload once, assert, measure nothing.
 pub fn smoke_test_mode() -> bool {
