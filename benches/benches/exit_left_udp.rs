@@ -251,13 +251,13 @@
 //!   µs against 3.4-3.6). Scratch counters in the fast regime (`getrusage`
 //!   around every read and every park, 8-12 rounds): a server thread's
 //!   voluntary switches are its blocking reads plus its parks, for both
-//!   designs; ours 0.23-0.38 and 0.25-0.31 per datagram, the plain broadcast
-//!   0.18-0.30 and 0.19-0.27. The rest of the flow matches: back from its
-//!   own datagram a thread heads (or reads) next in about 0.6 of the cases
-//!   and waits in 0.2-0.3, for both; the reading moves to another thread
-//!   after 0.20-0.27 of reads for ours and 0.26-0.39 for the plain
-//!   broadcast, whose reader reads its own datagram a little more often
-//!   (0.62-0.68 against 0.57-0.64). `perf record` of the server threads (4999
+//!   designs; ours 0.20-0.40 and 0.25-0.35 per datagram, the plain broadcast
+//!   0.16-0.30 and 0.17-0.27 (43 and 45 rounds). The rest of the flow
+//!   matches: back from its own datagram a thread heads (or reads) next in
+//!   about 0.6 of the cases and waits in 0.2-0.3, for both; the reading
+//!   moves to another thread after 0.20-0.28 of reads for ours and
+//!   0.26-0.41 for the plain broadcast, whose reader reads its own datagram
+//!   more often (0.62-0.70 against 0.53-0.64). `perf record` of the server threads (4999
 //!   Hz, per datagram): 14% more samples for ours, half of the excess in
 //!   user space (the stage's functions, allocation, clock reads), half in
 //!   the kernel's receive and `futex` paths (those extra sleeps). A/B in
