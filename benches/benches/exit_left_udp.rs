@@ -18,10 +18,15 @@
 //! - **all at once** (saturation): N client threads, one per peer, each
 //!   ping-pongs (send, wait for the echo, repeat) concurrently: N datagrams
 //!   in flight.
+//! - **two busy** (N = 8 only): all at once with the first two peers only;
+//!   the other six owners get nothing after the warm-up, as most peers of
+//!   a real server are quiet at any time. Their threads wait in the
+//!   design's way (a ticket in the queue, a condition variable, a channel)
+//!   and show what idle owners cost the busy ones.
 //!
 //! Every run lasts `BENCH_RUN_MS` (default 150 ms) of client time after a
 //! warm-up pass of one datagram per peer, and does at most a fixed number
-//! of datagrams. N = 2, 8, 32.
+//! of datagrams. N = 2, 8, 32 (and 8 for *two busy*).
 //!
 //! # Designs (the server side)
 //!
@@ -1125,14 +1130,21 @@ fn one_at_a_time(design: &str, peers: &Peers, max: u64, run_time: Duration) -> C
     }
 }
 
-fn all_at_once(design: &str, peers: &Peers, max: u64, run_time: Duration) -> ClientRun {
-    let n = peers.socks.len();
+/// `busy` client threads ping-pong concurrently, one with each of the first
+/// `busy` peers; the other peers' owners get no traffic.
+fn all_at_once(
+    design: &str,
+    peers: &Peers,
+    busy: usize,
+    max: u64,
+    run_time: Duration,
+) -> ClientRun {
+    let n = busy;
     let per_peer = max.div_ceil(n as u64);
     let go = Barrier::new(n + 1);
     let deadline_shared = Mutex::new(None::<Instant>);
     thread::scope(|s| {
-        let threads: Vec<_> = peers
-            .socks
+        let threads: Vec<_> = peers.socks[..busy]
             .iter()
             .enumerate()
             .map(|(k, sock)| {
@@ -1180,14 +1192,32 @@ fn all_at_once(design: &str, peers: &Peers, max: u64, run_time: Duration) -> Cli
 enum Workload {
     OneAtATime,
     AllAtOnce,
+    /// All at once with the first [`TWO_BUSY`] peers only: the other
+    /// owners' tickets wait for traffic that never comes (idle peers, the
+    /// common case of a server with many).
+    TwoBusy,
 }
+
+/// How many peers [`Workload::TwoBusy`] drives.
+const TWO_BUSY: usize = 2;
 
 impl Workload {
     fn name(self) -> &'static str {
         match self {
             Workload::OneAtATime => "one at a time",
             Workload::AllAtOnce => "all at once",
+            Workload::TwoBusy => "two busy",
         }
+    }
+
+    /// The cell's name in `BENCH_CELL`: `one-8`, `all-8`, `two-8`.
+    fn key(self, n: usize) -> String {
+        let w = match self {
+            Workload::OneAtATime => "one",
+            Workload::AllAtOnce => "all",
+            Workload::TwoBusy => "two",
+        };
+        format!("{w}-{n}")
     }
 }
 
@@ -1267,7 +1297,8 @@ fn run_once(
     }
     let (got, steal) = steal::during(|| match workload {
         Workload::OneAtATime => one_at_a_time(design.name, &peers, max, run_time),
-        Workload::AllAtOnce => all_at_once(design.name, &peers, max, run_time),
+        Workload::AllAtOnce => all_at_once(design.name, &peers, n, max, run_time),
+        Workload::TwoBusy => all_at_once(design.name, &peers, TWO_BUSY, max, run_time),
     });
     let server = server.shut_down(&peers);
     let sent = got.datagrams + n as u64;
@@ -1337,8 +1368,8 @@ fn median(v: impl IntoIterator<Item = f64>) -> f64 {
 const MODES: [&str; 2] = ["quiet", "loaded"];
 
 fn main() {
-    // 9 quiet + 9 loaded rounds x 6 cells x 7 designs x ~0.16 s, plus a
-    // warm-up: about two minutes. Nine, not five: the loaded saturated
+    // 9 quiet + 9 loaded rounds x 7 cells x 8 designs x ~0.16 s, plus a
+    // warm-up: about three minutes. Nine, not five: the loaded saturated
     // ratios swing from round to round (0.71-1.88 per round at N = 8 in one
     // run), and the median of five was a coin toss around 1.0.
     let mut settings = Settings::from_env(9, 150);
@@ -1349,19 +1380,13 @@ fn main() {
     let mut cells: Vec<(Workload, usize)> = [Workload::OneAtATime, Workload::AllAtOnce]
         .into_iter()
         .flat_map(|w| NS.map(|n| (w, n)))
+        .chain([(Workload::TwoBusy, 8)])
         .collect();
-    // While developing: `BENCH_CELL=all-8` (or `one-32,all-8`, ...) runs
+    // While developing: `BENCH_CELL=all-8` (or `one-32,all-8,two-8`, ...) runs
     // those cells only and prints the rounds, no report.
     let only = std::env::var("BENCH_CELL").ok();
     if let Some(only) = &only {
-        cells.retain(|&(w, n)| {
-            let w = if w == Workload::OneAtATime {
-                "one"
-            } else {
-                "all"
-            };
-            only.split(',').any(|o| o == format!("{w}-{n}"))
-        });
+        cells.retain(|&(w, n)| only.split(',').any(|o| o == w.key(n)));
         assert!(!cells.is_empty(), "BENCH_CELL={only}: no such cell");
     }
     // And `BENCH_DESIGN=ours-blocking` (or a comma-separated list) runs
@@ -1489,7 +1514,8 @@ fn report(
         "{r} quiet and {r} loaded rounds, alternating; in every round each design runs once per \
          (workload, N), cells and designs in a fresh random order every round (seed {seed}); {ms} ms per run. Loaded: {busy} busy threads (one per core, \
          pinned). *one at a time*: one client thread, one datagram in flight, peers in turn; *all \
-         at once*: N client threads ping-pong concurrently. Round trips are the client's, per \
+         at once*: N client threads ping-pong concurrently; *two busy*: the same with 2 of the \
+         N peers, the other owners idle. Round trips are the client's, per \
          datagram. **server cs**: context switches counted by the kernel \
          (`getrusage(RUSAGE_THREAD)`, voluntary + involuntary; voluntary alone in brackets) of \
          the design's own threads, per datagram echoed; **process cs**: `getrusage(RUSAGE_SELF)` \
@@ -1589,6 +1615,32 @@ fn report(
             md += &format!(" {:.2} |", median(thr_ratios(&per_cell[0], &per_cell[i])));
         }
         md.push('\n');
+    }
+    if let Some(c) = cells.iter().position(|&(w, _)| w == Workload::TwoBusy) {
+        let n = cells[c].1;
+        md += &format!(
+            "\nTwo busy (N = {n} owners, {TWO_BUSY} of them driven all at once, the other \
+             tickets idle): datagrams/s, and the median of per-round ratios ours-blocking / this \
+             (above 1.00: ours-blocking faster):\n\n| design |"
+        );
+        for mode in MODES.iter().take(results.len()) {
+            md += &format!(" {mode} datagrams/s | {mode} ours / this |");
+        }
+        md += "\n|---|";
+        md += &"---:|---:|".repeat(results.len());
+        md.push('\n');
+        for (i, design) in DESIGNS.iter().enumerate() {
+            md += &format!("| {} |", design.name);
+            for per_mode in results {
+                let per_cell = &per_mode[c];
+                md += &format!(
+                    " {:.0} | {:.2} |",
+                    median(per_cell[i].iter().map(|r| r.per_sec)),
+                    median(thr_ratios(&per_cell[0], &per_cell[i]))
+                );
+            }
+            md.push('\n');
+        }
     }
     md += "\nAll at once (saturation), CPU time of the design's own threads per datagram, µs \
            (`CLOCK_THREAD_CPUTIME_ID` of every server thread over its life, over the datagrams \

@@ -165,11 +165,12 @@
 //! 2 CPUs under saturation, against spinning: 1.04x the throughput with
 //! two busy threads, 1.00-1.01x quiet; with 32 owners 1.04x and 1.02x). Spins
 //! are bounded by time, never yield, and are skipped when less than the
-//! longest one is left before the waiter's time-out. The count includes
-//! idle tickets (threads waiting for traffic that does not come): two busy
-//! owners beside six idle tickets ran 6.8x slower quiet than alone, also
-//! because `serve`'s hand-offs then go to idle followers (see the README,
-//! "Costs"). `notify`, `deliver` and a hand-off make at most
+//! longest one is left before the waiter's time-out. The count leaves
+//! out idle followers (threads that waited while two rounds of items, two
+//! per ticket, went to others: their peers are quiet), and `serve` never
+//! hands the headship on to one (see the README, "Costs": two busy owners
+//! beside six idle tickets, 3.0x the throughput quiet with these rules).
+//! `notify`, `deliver` and a hand-off make at most
 //! one wake-up (one futex call; two for a `notify` that ends a promotion
 //! sleeping until the resource is readable, see [`Stage::notify`]). The only `unsafe` code is the system calls
 //! behind [`Stage::promote_when_readable`] (epoll, eventfd, `poll`), in one

@@ -390,7 +390,8 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
     /// exactly once, by whoever ends its wait. It parks at once unless
     /// followers' short spins before parking have lately paid off on this
     /// stage, and never spins on a stage with more tickets than the
-    /// machine has CPUs, plus one (see the crate docs, "Costs").
+    /// machine has CPUs, plus one, not counting idle followers (see the
+    /// crate docs, "Costs").
     ///
     /// Does not allocate (the thread's cached parker wakes it).
     ///
@@ -468,7 +469,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         let stale = st
             .table
             .wait_with(slot, parker.waker(), false, parker.watch());
-        let may_spin = st.table.registered() <= self.spin_tickets;
+        let may_spin = st.table.registered() - st.table.idle_followers() <= self.spin_tickets;
         drop(st);
         // From here until an outcome is taken, an unwind (a panicking
         // drop of a leaked future's waker) gives the wait up cleanly.
@@ -481,7 +482,10 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         // throughput there on a quiet machine). Followers usually wait far
         // longer; the policy then has them park at once, bar rare probes.
         // Never on a stage with more tickets than CPUs, plus one: more
-        // owners than CPUs to run them (`spin_cap`).
+        // owners than CPUs to run them (`spin_cap`). Idle followers (their
+        // tokens got nothing for two rounds of items, see `table.rs`) sleep
+        // until their peers speak again and do not count: two busy owners
+        // beside six idle tickets spin as two alone do.
         if may_spin {
             let hints = SpinHints {
                 time_left: deadline.map(|d| d.saturating_duration_since(Instant::now())),
@@ -866,6 +870,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
         from_head: bool,
     ) -> (NotifyOutcome, Option<Waker>, Option<Waker>) {
         let is_mail = mail.is_some();
+        st.table.note_item();
         if let Some(m) = mail {
             st.table.slot_mut(id).inbox.push_back(m);
         }
@@ -1072,7 +1077,7 @@ impl Sleep for crate::ready::ReadyParker {
 /// throughput with two busy threads (five runs, 1.03-1.05x), quiet
 /// 1.00-1.01x; 32 owners 1.04x and 1.02x; with 2 owners the spin stays,
 /// where it is 11x (quiet) and 1.34x (loaded) the throughput of parking at
-/// once.
+/// once. The caller does not count idle followers (`table.rs`).
 fn spin_cap(cpus: usize) -> usize {
     cpus.saturating_add(1)
 }

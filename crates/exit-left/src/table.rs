@@ -15,6 +15,19 @@
 //! The FIFO is a doubly linked list threaded through the slots, so a waiter
 //! that leaves early (timed out, notified, cancelled) unlinks in O(1): the
 //! original crate scanned every waiter on every operation.
+//!
+//! # Idle followers
+//!
+//! A follower that has waited while two rounds of items went by (two
+//! notifications or deliveries per registered ticket, to anyone) is *idle*:
+//! its token gets no traffic now (a peer that went quiet). Since the FIFO is
+//! in the order of waiting, the idle followers are always a prefix of it;
+//! the table keeps the prefix's length and its last slot, advanced when
+//! asked ([`idle_followers`](Table::idle_followers)) and shortened when one
+//! of them leaves, so the count costs O(1) amortised, not a scan. The stage
+//! uses it to tell the owners that compete for the CPUs from those that
+//! sleep until their peer speaks again (see `Stage::wait_queued` and
+//! `HeadGuard::lend_unless_all_wait`).
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -54,6 +67,10 @@ pub(crate) enum Wait {
         watch: Option<Watch>,
         prev: Option<SlotId>,
         next: Option<SlotId>,
+        /// The table's item count when it joined the FIFO.
+        since: u64,
+        /// In the FIFO's idle prefix (see the module docs).
+        idle: bool,
     },
     /// Out of the FIFO: the wait ended, its owner has not looked yet. The
     /// waker was taken by whoever resolved it, to be woken after the lock.
@@ -90,6 +107,13 @@ pub(crate) struct Table<T, M> {
     registered: usize,
     queued: usize,
     queued_tasks: usize,
+    /// Notifications and deliveries so far, to any slot (the clock that
+    /// ages followers).
+    items: u64,
+    /// Length and last slot of the FIFO's idle prefix, as far as it was
+    /// last advanced.
+    idle: usize,
+    idle_last: Option<SlotId>,
 }
 
 impl<T: Hash + Eq, M> Table<T, M> {
@@ -103,6 +127,9 @@ impl<T: Hash + Eq, M> Table<T, M> {
             registered: 0,
             queued: 0,
             queued_tasks: 0,
+            items: 0,
+            idle: 0,
+            idle_last: None,
         }
     }
 
@@ -205,6 +232,8 @@ impl<T: Hash + Eq, M> Table<T, M> {
             watch,
             prev: self.last,
             next: None,
+            since: self.items,
+            idle: false,
         };
         self.queued_tasks += usize::from(task);
         match self.last {
@@ -268,11 +297,20 @@ impl<T: Hash + Eq, M> Table<T, M> {
             watch,
             prev,
             next,
+            idle,
+            ..
         } = std::mem::replace(&mut self.slots[id].wait, new)
         else {
             unreachable!("dequeue of a slot that is not queued");
         };
         self.queued_tasks -= usize::from(task);
+        if idle {
+            // Its predecessor, if any, is idle too: the prefix stays one.
+            self.idle -= 1;
+            if self.idle_last == Some(id) {
+                self.idle_last = prev;
+            }
+        }
         match prev {
             Some(p) => self.set_next(p, next),
             None => self.first = next,
@@ -303,6 +341,40 @@ impl<T: Hash + Eq, M> Table<T, M> {
     /// Slots in the FIFO that a task waits on (through `enter_async`).
     pub(crate) fn queued_tasks(&self) -> usize {
         self.queued_tasks
+    }
+
+    /// Counts a notification or delivery (to any slot): the clock by which
+    /// followers become idle.
+    pub(crate) fn note_item(&mut self) {
+        self.items += 1;
+    }
+
+    /// Followers that have waited while two rounds of items went by (see
+    /// the module docs): the first this many slots of the FIFO. Advances
+    /// the idle prefix over the followers that have aged since it was last
+    /// asked; amortised O(1).
+    pub(crate) fn idle_followers(&mut self) -> usize {
+        let rounds = 2 * self.registered as u64;
+        loop {
+            let next = match self.idle_last {
+                Some(last) => match self.slots[last].wait {
+                    Wait::Queued { next, .. } => next,
+                    _ => unreachable!("the idle prefix ends at a slot that is not queued"),
+                },
+                None => self.first,
+            };
+            let Some(next) = next else { break };
+            let Wait::Queued { since, idle, .. } = &mut self.slots[next].wait else {
+                unreachable!("a FIFO link to a slot that is not queued");
+            };
+            if self.items - *since < rounds {
+                break;
+            }
+            *idle = true;
+            self.idle += 1;
+            self.idle_last = Some(next);
+        }
+        self.idle
     }
 
     fn set_next(&mut self, id: SlotId, to: Option<SlotId>) {
@@ -428,5 +500,60 @@ mod tests {
         drop(t.dequeue(ids[1], None));
         drop(t.dequeue(ids[3], None));
         assert_eq!((t.queued(), t.queued_tasks()), (0, 0));
+    }
+
+    #[test]
+    fn idle_followers_are_the_fifos_prefix_that_waited_two_rounds_of_items() {
+        let mut t: Hashed<u32, ()> = table();
+        let ids: Vec<SlotId> = (0..3)
+            .map(|i| {
+                let h = t.hash(&i);
+                t.insert(i, h)
+            })
+            .collect();
+        let items = |t: &mut Hashed<u32, ()>, n: usize| (0..n).for_each(|_| t.note_item());
+        // Three tickets: a round is three items, idle after two.
+        t.enqueue(ids[0], noop(), false, None);
+        items(&mut t, 3);
+        t.enqueue(ids[1], noop(), false, None);
+        items(&mut t, 2);
+        t.enqueue(ids[2], noop(), false, None);
+        assert_eq!(t.idle_followers(), 0, "five items passed the first");
+        items(&mut t, 1);
+        assert_eq!(t.idle_followers(), 1, "six");
+        items(&mut t, 3);
+        assert_eq!(
+            t.idle_followers(),
+            2,
+            "nine items passed the first, six the second"
+        );
+        // Leaving from inside the prefix, and from its end.
+        drop(t.dequeue(ids[0], None));
+        assert_eq!(t.idle_followers(), 1);
+        drop(t.dequeue(ids[1], None));
+        assert_eq!(t.idle_followers(), 0);
+        // Back in the FIFO, a follower starts young, behind the others.
+        t.enqueue(ids[1], noop(), false, None);
+        t.enqueue(ids[0], noop(), false, None);
+        items(&mut t, 2);
+        assert_eq!(t.idle_followers(), 1, "the third has waited six items");
+        items(&mut t, 4);
+        assert_eq!(t.idle_followers(), 3);
+        // The prefix's end leaves, and the prefix grows again past it.
+        drop(t.dequeue(ids[0], None));
+        t.enqueue(ids[0], noop(), false, None);
+        assert_eq!(t.idle_followers(), 2);
+        // A fourth ticket: two rounds are eight items now.
+        let h = t.hash(&3);
+        let fourth = t.insert(3, h);
+        items(&mut t, 7);
+        assert_eq!(t.idle_followers(), 2, "seven items passed the youngest");
+        t.enqueue(fourth, noop(), false, None);
+        items(&mut t, 1);
+        assert_eq!(t.idle_followers(), 3);
+        for id in [ids[2], ids[1], fourth, ids[0]] {
+            drop(t.dequeue(id, None));
+        }
+        assert_eq!((t.queued(), t.idle_followers()), (0, 0));
     }
 }

@@ -349,6 +349,74 @@ fn serve_lends_the_headship_and_passes_it_on() {
     });
 }
 
+/// `serve`'s head takes its own message while the only other ticket's
+/// follower waits: it hands the headship on, or, if that follower has
+/// waited while two rounds of items went by (idle: here four messages that
+/// the head delivers to its own mailbox from its first read), lends it,
+/// takes it back after `handle` and passes it on when `serve` returns.
+/// Whether the follower queued before those deliveries, after them or not
+/// at all by then is up to the interleaving, so every path is explored,
+/// with the FIFO's idle prefix kept across every exit from the queue:
+/// never two heads, and the follower always ends up heading (a stranded
+/// follower would be a deadlock here).
+#[test]
+fn serve_lends_instead_of_handing_on_to_an_idle_follower() {
+    model(|| {
+        let stage: Arc<Stage<u8, (), u8>> = Arc::new(Stage::with_mailbox(()));
+        let heads = Arc::new(AtomicUsize::new(0));
+        let mut t0 = stage.ticket(0).unwrap();
+        let hb = Arc::clone(&heads);
+        let b = {
+            let stage = Arc::clone(&stage);
+            thread::spawn(move || {
+                let mut t1 = stage.ticket(1).unwrap();
+                let Entry::Head(g) = stage.enter(&mut t1, None) else {
+                    panic!("without notifications the waiter ends up heading")
+                };
+                assert_eq!(hb.fetch_add(1, Ordering::SeqCst), 0, "two heads");
+                hb.fetch_sub(1, Ordering::SeqCst);
+                drop(g);
+            })
+        };
+        let mut reads = 0;
+        let mut handled = Vec::new();
+        let out = stage.serve(
+            &mut t0,
+            None,
+            |_: &()| {
+                assert_eq!(heads.fetch_add(1, Ordering::SeqCst), 0, "two heads");
+                heads.fetch_sub(1, Ordering::SeqCst);
+                reads += 1;
+                match reads {
+                    1 => {
+                        for m in 10..14 {
+                            assert!(stage.deliver(&0, m).is_ok());
+                        }
+                        Ok::<_, ()>(None)
+                    }
+                    2 => Ok(Some((0u8, 1u8))),
+                    _ => panic!("read only twice"),
+                }
+            },
+            |m| {
+                handled.push(m);
+                if m == 1 {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            },
+        );
+        assert_eq!(out, Ok(()));
+        assert_eq!(handled, [10, 11, 12, 13, 1]);
+        b.join().unwrap();
+        drop(t0);
+        assert_eq!(stage.tickets(), 0);
+        assert_eq!(stage.waiting(), 0);
+        assert!(!stage.is_headed());
+    });
+}
+
 /// Two `serve`s on one stage, each waiting for its own message in a shared
 /// script: whoever heads reads, delivers the other's message (a follower
 /// takes it with the `Notified` it wakes up with, under the same lock) and

@@ -1176,3 +1176,68 @@ fn serve_hands_the_headship_on_for_its_own_message_only_if_every_other_ticket_wa
         quiet(&stage);
     }
 }
+
+/// An idle follower (it waited while two rounds of items went by, two per
+/// registered ticket: its peer has gone quiet) is not handed the headship
+/// when `serve`'s head takes its own message with everyone else waiting:
+/// it would only wake to read for the others. The head lends instead. One
+/// item fewer, and the same follower is still active and is handed on to.
+#[test]
+fn serve_does_not_hand_the_headship_on_to_an_idle_follower() {
+    let _w = watchdog("serve_does_not_hand_the_headship_on_to_an_idle_follower");
+    // Three tickets: a follower is idle after 6 items. The head's own item
+    // is the last of them, so `aged` deliveries before it.
+    for (aged, idle) in [(5, true), (4, false)] {
+        let stage = stage(&[(0, 10)]);
+        let mut t0 = stage.ticket(0).unwrap();
+        let mut t1 = stage.ticket(1).unwrap();
+        let mut t2 = stage.ticket(2).unwrap();
+        let (go, gone) = mpsc::channel::<()>();
+        thread::scope(|s| {
+            let f1 = s.spawn(|| {
+                once_headed(&stage);
+                got(stage.enter(&mut t1, LONG))
+            });
+            let (second, t2) = (&stage, &mut t2);
+            let f2 = s.spawn(move || {
+                gone.recv().unwrap();
+                while second.try_recv(t2).is_some() {}
+                got(second.enter(t2, LONG))
+            });
+            let mut in_handle = None;
+            let out = stage.serve(
+                &mut t0,
+                LONG,
+                read_after(|| {
+                    until_waiting(&stage, 1);
+                    for k in 0..aged {
+                        assert_eq!(stage.deliver(&2, k), Ok(NotifyOutcome::Recorded));
+                    }
+                    go.send(()).unwrap();
+                    until_waiting(&stage, 2);
+                }),
+                |m| {
+                    in_handle = Some((stage.waiting(), stage.counters().promotions));
+                    ControlFlow::Break(m)
+                },
+            );
+            assert_eq!(out, Ok(10));
+            let (waiting, promotions) = in_handle.expect("handle ran");
+            if idle {
+                // Lent: nobody woken, both still queued.
+                assert_eq!((waiting, promotions), (2, 0), "aged {aged}");
+            } else {
+                // Handed on to the first follower, which may already have
+                // headed and handed on to the second by now.
+                assert!(promotions >= 1 && waiting < 2, "aged {aged}: {in_handle:?}");
+            }
+            // Whichever way, both followers head in turn afterwards.
+            assert_eq!(
+                (f1.join().unwrap(), f2.join().unwrap()),
+                (Got::Head, Got::Head)
+            );
+        });
+        assert_eq!(stage.counters().promotions, 2);
+        quiet(&stage);
+    }
+}
