@@ -24,7 +24,11 @@
 //! in the order of waiting, the idle followers are always a prefix of it;
 //! the table keeps the prefix's length and its last slot, advanced when
 //! asked ([`idle_followers`](Table::idle_followers)) and shortened when one
-//! of them leaves, so the count costs O(1) amortised, not a scan. The stage
+//! of them leaves, so the count costs O(1) amortised, not a scan. The mark
+//! is sticky: once counted idle, a follower stays idle until it leaves the
+//! FIFO, even if tickets registered afterwards raise the threshold (nothing
+//! was sent to it meanwhile, which is what the mark is about; re-checking
+//! would cost a walk back over the prefix on every registration). The stage
 //! uses it to tell the owners that compete for the CPUs from those that
 //! sleep until their peer speaks again (see `Stage::wait_queued` and
 //! `HeadGuard::lend_unless_all_wait`).
