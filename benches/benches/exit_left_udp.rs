@@ -93,6 +93,15 @@
 //!   broadcast-plain 0.95 and 0.92), where the keep-reading reader's every
 //!   datagram wakes up to 31 waiters that find nothing and sleep again
 //!   (27 µs of server CPU per datagram against 11). Both are reported.
+//! - **keyed-condvars**: the keep-reading broadcast with one `Condvar` per
+//!   peer and a FIFO of the owners that wait: storing a datagram wakes its
+//!   owner only (if it waits), and the reader that reads its own gives the
+//!   role up and wakes the longest waiter, but whoever comes first takes
+//!   the role (the former reader too, back from its echo). The keyed
+//!   wake-ups of ours in about 100 lines, without tickets, time-outs,
+//!   cancellation, lending or promotion: what ours costs over the plain
+//!   policy, and, against the broadcast, what keyed wake-ups win or lose as
+//!   such (added 2026-12-04, see "What decides a loaded saturated run").
 //!
 //! Stopping is outside the measurement and the same for every design: the
 //! design's own stop (a flag; `close` for ours; `notify_all` for broadcast),
@@ -1021,6 +1030,141 @@ fn broadcast_server(peers: &[SocketAddr], keep_reading: bool) -> Server {
     })
 }
 
+// ----------------------------------------------------------- keyed-condvars
+
+/// The broadcast with one condition variable per peer: the policy of ours
+/// (keyed wake-ups, keep reading while it is others', FIFO hand-over) in
+/// the fewest lines, without tickets, time-outs, lending or promotion.
+struct Keyed {
+    state: Mutex<KeyedState>,
+    /// One per peer: its owner waits on it, alone.
+    wakers: HashMap<SocketAddr, Condvar>,
+    sock: UdpSocket,
+}
+
+struct KeyedState {
+    queues: HashMap<SocketAddr, VecDeque<Vec<u8>>>,
+    /// Owners waiting while someone reads, longest first.
+    waiting: VecDeque<SocketAddr>,
+    reading: bool,
+    stop: bool,
+}
+
+impl Keyed {
+    /// `me`'s next datagram, or `None` once stopped.
+    fn next(&self, me: SocketAddr) -> Option<Vec<u8>> {
+        let mut st = self.state.lock().unwrap();
+        loop {
+            if let Some(m) = st.queues.get_mut(&me).unwrap().pop_front() {
+                return Some(m);
+            }
+            if st.stop {
+                return None;
+            }
+            if st.reading {
+                if !st.waiting.contains(&me) {
+                    st.waiting.push_back(me);
+                }
+                st = self.wakers[&me]
+                    .wait_timeout(st, SAFETY_READ_TIMEOUT)
+                    .unwrap()
+                    .0;
+                continue;
+            }
+            st.reading = true;
+            st.waiting.retain(|w| *w != me);
+            drop(st);
+            let got = self.read_until_own(me);
+            st = self.state.lock().unwrap();
+            st.reading = false;
+            // The longest waiter may take the reading over; whoever comes
+            // first takes it (the former reader too, back from its echo).
+            let next = st.waiting.pop_front();
+            drop(st);
+            if let Some(w) = next {
+                self.wakers[&w].notify_one();
+            }
+            if got.is_some() {
+                return got;
+            }
+            st = self.state.lock().unwrap();
+        }
+    }
+
+    /// As the reader: reads and stores others' datagrams (waking their
+    /// owners only, if they wait) until `me`'s own arrives, or a time-out or
+    /// an empty datagram finds the design stopped (`None`).
+    fn read_until_own(&self, me: SocketAddr) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) if n > 0 => {
+                    if from == me {
+                        return Some(buf[..n].to_vec());
+                    }
+                    let mut st = self.state.lock().unwrap();
+                    if let Some(q) = st.queues.get_mut(&from) {
+                        q.push_back(buf[..n].to_vec());
+                    }
+                    let waits = st.waiting.iter().position(|w| *w == from);
+                    if let Some(i) = waits {
+                        st.waiting.remove(i);
+                    }
+                    drop(st);
+                    if waits.is_some() {
+                        self.wakers[&from].notify_one();
+                    }
+                }
+                Ok(_) => {
+                    if self.state.lock().unwrap().stop {
+                        return None;
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    if self.state.lock().unwrap().stop {
+                        return None;
+                    }
+                }
+                Err(e) => panic!("keyed-condvars: recv_from failed: {e}"),
+            }
+        }
+    }
+}
+
+fn keyed_condvars(peers: &[SocketAddr]) -> Server {
+    let sock = loopback_socket(SAFETY_READ_TIMEOUT);
+    let addr = sock.local_addr().unwrap();
+    let shared = Arc::new(Keyed {
+        state: Mutex::new(KeyedState {
+            queues: peers.iter().map(|&p| (p, VecDeque::new())).collect(),
+            waiting: VecDeque::new(),
+            reading: false,
+            stop: false,
+        }),
+        wakers: peers.iter().map(|&p| (p, Condvar::new())).collect(),
+        sock,
+    });
+    let mut b = ServerBuilder::new();
+    for &peer in peers {
+        let shared = Arc::clone(&shared);
+        b.spawn(move |ready| {
+            ready();
+            let mut echoed = 0;
+            while let Some(m) = shared.next(peer) {
+                shared.sock.send_to(&m, peer).expect("echo");
+                echoed += 1;
+            }
+            echoed
+        });
+    }
+    b.finish(addr, move || {
+        shared.state.lock().unwrap().stop = true;
+        for w in shared.wakers.values() {
+            w.notify_all();
+        }
+    })
+}
+
 // ------------------------------------------------------------------- client
 
 /// The client's sockets, one per peer.
@@ -1226,7 +1370,7 @@ struct Design {
     start: fn(&[SocketAddr]) -> Server,
 }
 
-const DESIGNS: [Design; 8] = [
+const DESIGNS: [Design; 9] = [
     Design {
         name: "ours-blocking",
         start: ours_blocking,
@@ -1258,6 +1402,10 @@ const DESIGNS: [Design; 8] = [
     Design {
         name: "broadcast-plain",
         start: broadcast_plain,
+    },
+    Design {
+        name: "keyed-condvars",
+        start: keyed_condvars,
     },
 ];
 

@@ -142,8 +142,7 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
             && (others_out == 0 || (others_out == 1 && self.stage.gate().would_sleep()))
             && st.table.idle_followers() == 0;
         if !hand_on_now {
-            drop(st);
-            return Some(self.lend());
+            return Some(self.lend_locked(st));
         }
         // Decided and handed on under one lock: between two locks a task
         // could queue while the threads ahead of it time out, and get the
@@ -159,8 +158,14 @@ impl<'s, T: Hash + Eq, R, M> HeadGuard<'s, T, R, M> {
     /// meanwhile heads at once. The returned [`Lent`] takes it back or
     /// passes it on.
     pub(crate) fn lend(self) -> Lent<'s, T, R, M> {
+        let st = self.stage.lock();
+        self.lend_locked(st)
+    }
+
+    /// [`lend`](Self::lend) under the caller's lock (`serve` decides and
+    /// lends in one lock round trip).
+    fn lend_locked(self, mut st: MutexGuard<'_, State<T, M>>) -> Lent<'s, T, R, M> {
         let stage = self.stage;
-        let mut st = stage.lock();
         let Headship::Held { slot, thread } = st.headship else {
             unreachable!("exit_left: a head guard without the headship")
         };

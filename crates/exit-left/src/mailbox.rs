@@ -102,7 +102,7 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 Entry::TimedOut => return self.try_recv(ticket).ok_or(RecvError::TimedOut),
                 Entry::Closed => return self.try_recv(ticket).ok_or(RecvError::Closed),
                 Entry::Head(head) => {
-                    return match head_loop(head, deadline, &mut read_one, false)? {
+                    return match head_loop(head, None, deadline, &mut read_one, false)? {
                         // Dropping the guard hands the headship on.
                         Reading::Own(m, _guard) => Ok(m),
                         Reading::Taken(_) => unreachable!("recv's head does not lend"),
@@ -223,8 +223,11 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                 Entry::Head(head) => head,
             };
             let mut head = head;
+            // The head's own next message, when reclaiming the headship
+            // already looked at its mailbox (`None`: `head_loop` looks).
+            let mut mail = None;
             loop {
-                let (m, lent) = match head_loop(head, deadline, &mut read_one, true)? {
+                let (m, lent) = match head_loop(head, mail.take(), deadline, &mut read_one, true)? {
                     Reading::Own(m, head) => match head.lend_unless_all_wait() {
                         Some(lent) => (m, lent),
                         None => {
@@ -256,8 +259,14 @@ impl<T: Hash + Eq, R, M> Stage<T, R, M> {
                     drop(lent);
                     return self.serve_the_rest(ticket, &mut handle);
                 }
-                match lent.reclaim() {
-                    Some(h) => head = h,
+                // Taking the headship back also takes the head's next own
+                // message (whoever headed meanwhile may have delivered it),
+                // under the same lock: one lock round trip, not two.
+                match lent.reclaim_with_mail() {
+                    Some((h, own)) => {
+                        head = h;
+                        mail = Some(own);
+                    }
                     None => break,
                 }
             }
@@ -323,6 +332,7 @@ enum Reading<'s, T: Hash + Eq, R, M> {
 /// headship while it wakes, as its contract says.
 fn head_loop<'s, T: Hash + Eq, R, M, E>(
     mut head: HeadGuard<'s, T, R, M>,
+    reclaimed_mail: Option<Option<M>>,
     deadline: Option<Instant>,
     read_one: &mut impl FnMut(&R) -> Result<Option<(T, M)>, E>,
     lend_while_waking: bool,
@@ -331,7 +341,12 @@ fn head_loop<'s, T: Hash + Eq, R, M, E>(
     // may have delivered to it) and at `close`: however busy the resource
     // is with others' traffic, both are noticed between two reads. Routing
     // an item returns both under the lock it takes anyway.
-    let (mut own, mut closed) = head.own_and_closed();
+    // `reclaimed_mail`: the caller just took the headship back, looking at
+    // the mailbox under that lock; the stage was open then.
+    let (mut own, mut closed) = match reclaimed_mail {
+        Some(own) => (own, false),
+        None => head.own_and_closed(),
+    };
     loop {
         if let Some(m) = own {
             return Ok(Reading::Own(m, head));
