@@ -286,6 +286,28 @@
 //!   it saved); a 1 s socket time-out instead of 5 ms 0.98x; eight more
 //!   cache lines written per routed datagram 0.98x (cache traffic is not
 //!   where the gap is either).
+//! - **On a sixth VM** (same type, 2026-12-04), `keyed-condvars` (the
+//!   policy of ours in the fewest lines) separates the policy from our
+//!   machinery. A/B of the loaded all-8 cell alone (`BENCH_WARM`, 16-30
+//!   rounds): the broadcast 1.02-1.05x keyed-condvars and 1.06-1.15x
+//!   ours-blocking (server CPU per datagram 4.4-4.5, 4.75-4.9 and 4.9-5.5
+//!   µs); quiet, keyed-condvars 1.06-1.08x ours-blocking and the broadcast
+//!   0.90-0.91x keyed-condvars. Two full runs (seeds 1, 2): ours-blocking /
+//!   keyed-condvars 0.93, 0.95 quiet and 1.03, 0.97 loaded at N = 8; /
+//!   broadcast 0.95, 0.91 loaded. The keyed policy itself trails the
+//!   broadcast there. Scratch variants of ours in that cell (16-30 rounds
+//!   each, against ours-blocking): no lending while waking 0.95x; lending
+//!   instead of handing on when the socket has something to read 1.00x
+//!   and 1.03x; never handing on 1.02x loaded, 1.04x quiet; followers
+//!   spinning at N = 8 0.95x; deciding and lending under one lock, with the reclaimed
+//!   headship taking the head's mail under the lock that takes it back
+//!   (two lock round trips fewer per own datagram) 1.03x quiet and
+//!   1.00-1.03x loaded, kept since (it is simpler too); also lending under
+//!   the routing's lock while waking 0.99x, not kept. Counted by
+//!   `sched_switch` (perf, 6 rounds, where throughput halves): ours' head
+//!   blocks in `recv_from` more often than the broadcast's reader (about
+//!   0.42 against 0.32 per datagram) and its followers park less (0.39
+//!   against 0.47).
 //!
 //! # Rounds and how to read the tables
 //!
