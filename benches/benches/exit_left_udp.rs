@@ -289,13 +289,19 @@
 //! - **On a sixth VM** (same type, 2026-12-04), `keyed-condvars` (the
 //!   policy of ours in the fewest lines) separates the policy from our
 //!   machinery. A/B of the loaded all-8 cell alone (`BENCH_WARM`, 16-30
-//!   rounds): the broadcast 1.02-1.05x keyed-condvars and 1.06-1.15x
-//!   ours-blocking (server CPU per datagram 4.4-4.5, 4.75-4.9 and 4.9-5.5
-//!   µs); quiet, keyed-condvars 1.06-1.08x ours-blocking and the broadcast
-//!   0.90-0.91x keyed-condvars. Two full runs (seeds 1, 2): ours-blocking /
+//!   rounds, four runs): the broadcast 1.00-1.05x keyed-condvars and
+//!   1.06-1.15x ours-blocking (server CPU per datagram 4.4-4.9, 4.75-4.9 and
+//!   4.9-5.5 µs), keyed-condvars 1.00-1.09x ours-blocking; quiet,
+//!   keyed-condvars 1.06-1.08x ours-blocking and the broadcast 0.88-0.91x
+//!   keyed-condvars. Two full runs (seeds 1, 2): ours-blocking /
 //!   keyed-condvars 0.93, 0.95 quiet and 1.03, 0.97 loaded at N = 8; /
-//!   broadcast 0.95, 0.91 loaded. The keyed policy itself trails the
-//!   broadcast there. Scratch variants of ours in that cell (16-30 rounds
+//!   broadcast 0.95, 0.91 loaded. So part of the gap is the keyed policy,
+//!   part our bookkeeping. Scratch variants of keyed-condvars (20 rounds):
+//!   waking every waiter when the reader gives the role up 1.00x quiet,
+//!   1.03x loaded; also waking the longest waiter with every stored
+//!   datagram, ahead of its own (the broadcast's early wake-ups, in part)
+//!   0.93x quiet, 0.98x loaded: early wake-ups alone are not the
+//!   broadcast's edge. Scratch variants of ours in that cell (16-30 rounds
 //!   each, against ours-blocking): no lending while waking 0.95x; lending
 //!   instead of handing on when the socket has something to read 1.00x
 //!   and 1.03x; never handing on 1.02x loaded, 1.04x quiet; followers
