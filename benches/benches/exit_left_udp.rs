@@ -369,7 +369,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -928,26 +928,46 @@ fn reader_thread(peers: &[SocketAddr]) -> Server {
     b.finish(addr, move || stop.store(true, Ordering::Relaxed))
 }
 
-// ---------------------------------------------------------------- broadcast
+// ------------------------------------------- broadcast and keyed-condvars
 
-struct Broadcast {
-    state: Mutex<BroadcastState>,
-    changed: Condvar,
+/// The designs that pass a reader role around with a flag under one lock:
+/// the broadcast (both variants) and keyed-condvars. They differ only in
+/// how they wake (`Wakes`) and in whether the reader keeps the role while
+/// what it reads is others'.
+struct RoleServer {
+    name: &'static str,
+    state: Mutex<RoleState>,
+    wakes: Wakes,
     sock: UdpSocket,
     /// The reader keeps the role while what it reads is others' (the
-    /// well-built variant); otherwise it gives the role up after every
-    /// datagram (the plain one).
+    /// well-built broadcast, keyed-condvars); otherwise it gives the role
+    /// up after every datagram (the plain broadcast).
     keep_reading: bool,
 }
 
-struct BroadcastState {
+/// How a [`RoleServer`] wakes the owners that wait.
+enum Wakes {
+    /// One condition variable, `notify_all`: every stored datagram and every
+    /// freed role wakes every waiter (the broadcast).
+    All(Condvar),
+    /// One condition variable per peer, its owner alone waiting on it: a
+    /// stored datagram wakes its owner only, if it waits; a freed role wakes
+    /// the longest waiter (keyed-condvars).
+    Owner(HashMap<SocketAddr, Condvar>),
+}
+
+struct RoleState {
     queues: HashMap<SocketAddr, VecDeque<Vec<u8>>>,
+    /// With [`Wakes::Owner`]: the owners waiting while someone reads,
+    /// longest first (always empty with [`Wakes::All`]).
+    waiting: VecDeque<SocketAddr>,
     reading: bool,
     stop: bool,
 }
 
-impl Broadcast {
-    /// `me`'s next datagram, or `None` once stopped.
+impl RoleServer {
+    /// `me`'s next datagram, or `None` once stopped. A thread that finds
+    /// nothing in its own queue and nobody reading becomes the reader.
     fn next(&self, me: SocketAddr) -> Option<Vec<u8>> {
         let mut st = self.state.lock().unwrap();
         loop {
@@ -958,21 +978,18 @@ impl Broadcast {
                 return None;
             }
             if st.reading {
-                st = self
-                    .changed
-                    .wait_timeout(st, SAFETY_READ_TIMEOUT)
-                    .unwrap()
-                    .0;
+                st = self.wait(st, me);
                 continue;
             }
             st.reading = true;
+            st.waiting.retain(|w| *w != me);
             drop(st);
             let got = self.read_until_own(me);
             st = self.state.lock().unwrap();
             st.reading = false;
-            drop(st);
-            // Someone else takes over the reading.
-            self.changed.notify_all();
+            // Someone else may take the reading over; whoever comes first
+            // takes it (this thread too, back from its echo).
+            self.role_freed(st);
             if got.is_some() {
                 return got;
             }
@@ -980,10 +997,10 @@ impl Broadcast {
         }
     }
 
-    /// As the reader: reads and stores others' datagrams (waking every
-    /// waiter each time) until `me`'s own arrives, or a time-out or an empty
-    /// datagram finds the design stopped (`None`). The plain variant returns
-    /// `None` after the first datagram stored for someone else.
+    /// As the reader: reads and stores others' datagrams (waking as
+    /// `wakes` says) until `me`'s own arrives, or a time-out or an empty
+    /// datagram finds the design stopped (`None`). Without `keep_reading`,
+    /// returns `None` after the first datagram stored for someone else.
     fn read_until_own(&self, me: SocketAddr) -> Option<Vec<u8>> {
         let mut buf = [0u8; 64];
         loop {
@@ -996,8 +1013,7 @@ impl Broadcast {
                     if let Some(q) = st.queues.get_mut(&from) {
                         q.push_back(buf[..n].to_vec());
                     }
-                    drop(st);
-                    self.changed.notify_all();
+                    self.stored(st, from);
                     if !self.keep_reading {
                         return None;
                     }
@@ -1012,30 +1028,99 @@ impl Broadcast {
                         return None;
                     }
                 }
-                Err(e) => panic!("broadcast: recv_from failed: {e}"),
+                Err(e) => panic!("{}: recv_from failed: {e}", self.name),
+            }
+        }
+    }
+
+    /// Waits while someone reads (bounded, in case of a lost wake-up).
+    fn wait<'a>(
+        &self,
+        mut st: MutexGuard<'a, RoleState>,
+        me: SocketAddr,
+    ) -> MutexGuard<'a, RoleState> {
+        let cv = match &self.wakes {
+            Wakes::All(cv) => cv,
+            Wakes::Owner(cvs) => {
+                if !st.waiting.contains(&me) {
+                    st.waiting.push_back(me);
+                }
+                &cvs[&me]
+            }
+        };
+        cv.wait_timeout(st, SAFETY_READ_TIMEOUT).unwrap().0
+    }
+
+    /// After storing a datagram for `owner`: wakes as `wakes` says, after
+    /// unlocking.
+    fn stored(&self, mut st: MutexGuard<'_, RoleState>, owner: SocketAddr) {
+        match &self.wakes {
+            Wakes::All(cv) => {
+                drop(st);
+                cv.notify_all();
+            }
+            Wakes::Owner(cvs) => {
+                let waits = st.waiting.iter().position(|w| *w == owner);
+                if let Some(i) = waits {
+                    st.waiting.remove(i);
+                }
+                drop(st);
+                if waits.is_some() {
+                    cvs[&owner].notify_one();
+                }
+            }
+        }
+    }
+
+    /// After the reader gave the role up: wakes as `wakes` says, after
+    /// unlocking.
+    fn role_freed(&self, mut st: MutexGuard<'_, RoleState>) {
+        match &self.wakes {
+            Wakes::All(cv) => {
+                drop(st);
+                cv.notify_all();
+            }
+            Wakes::Owner(cvs) => {
+                let next = st.waiting.pop_front();
+                drop(st);
+                if let Some(w) = next {
+                    cvs[&w].notify_one();
+                }
             }
         }
     }
 }
 
 fn broadcast(peers: &[SocketAddr]) -> Server {
-    broadcast_server(peers, true)
+    role_server("broadcast", peers, Wakes::All(Condvar::new()), true)
 }
 
 fn broadcast_plain(peers: &[SocketAddr]) -> Server {
-    broadcast_server(peers, false)
+    role_server("broadcast-plain", peers, Wakes::All(Condvar::new()), false)
 }
 
-fn broadcast_server(peers: &[SocketAddr], keep_reading: bool) -> Server {
+fn keyed_condvars(peers: &[SocketAddr]) -> Server {
+    let cvs = peers.iter().map(|&p| (p, Condvar::new())).collect();
+    role_server("keyed-condvars", peers, Wakes::Owner(cvs), true)
+}
+
+fn role_server(
+    name: &'static str,
+    peers: &[SocketAddr],
+    wakes: Wakes,
+    keep_reading: bool,
+) -> Server {
     let sock = loopback_socket(SAFETY_READ_TIMEOUT);
     let addr = sock.local_addr().unwrap();
-    let shared = Arc::new(Broadcast {
-        state: Mutex::new(BroadcastState {
+    let shared = Arc::new(RoleServer {
+        name,
+        state: Mutex::new(RoleState {
             queues: peers.iter().map(|&p| (p, VecDeque::new())).collect(),
+            waiting: VecDeque::new(),
             reading: false,
             stop: false,
         }),
-        changed: Condvar::new(),
+        wakes,
         sock,
         keep_reading,
     });
@@ -1054,141 +1139,9 @@ fn broadcast_server(peers: &[SocketAddr], keep_reading: bool) -> Server {
     }
     b.finish(addr, move || {
         shared.state.lock().unwrap().stop = true;
-        shared.changed.notify_all();
-    })
-}
-
-// ----------------------------------------------------------- keyed-condvars
-
-/// The broadcast with one condition variable per peer: the policy of ours
-/// (keyed wake-ups, keep reading while it is others', FIFO hand-over) in
-/// the fewest lines, without tickets, time-outs, lending or promotion.
-struct Keyed {
-    state: Mutex<KeyedState>,
-    /// One per peer: its owner waits on it, alone.
-    wakers: HashMap<SocketAddr, Condvar>,
-    sock: UdpSocket,
-}
-
-struct KeyedState {
-    queues: HashMap<SocketAddr, VecDeque<Vec<u8>>>,
-    /// Owners waiting while someone reads, longest first.
-    waiting: VecDeque<SocketAddr>,
-    reading: bool,
-    stop: bool,
-}
-
-impl Keyed {
-    /// `me`'s next datagram, or `None` once stopped.
-    fn next(&self, me: SocketAddr) -> Option<Vec<u8>> {
-        let mut st = self.state.lock().unwrap();
-        loop {
-            if let Some(m) = st.queues.get_mut(&me).unwrap().pop_front() {
-                return Some(m);
-            }
-            if st.stop {
-                return None;
-            }
-            if st.reading {
-                if !st.waiting.contains(&me) {
-                    st.waiting.push_back(me);
-                }
-                st = self.wakers[&me]
-                    .wait_timeout(st, SAFETY_READ_TIMEOUT)
-                    .unwrap()
-                    .0;
-                continue;
-            }
-            st.reading = true;
-            st.waiting.retain(|w| *w != me);
-            drop(st);
-            let got = self.read_until_own(me);
-            st = self.state.lock().unwrap();
-            st.reading = false;
-            // The longest waiter may take the reading over; whoever comes
-            // first takes it (the former reader too, back from its echo).
-            let next = st.waiting.pop_front();
-            drop(st);
-            if let Some(w) = next {
-                self.wakers[&w].notify_one();
-            }
-            if got.is_some() {
-                return got;
-            }
-            st = self.state.lock().unwrap();
-        }
-    }
-
-    /// As the reader: reads and stores others' datagrams (waking their
-    /// owners only, if they wait) until `me`'s own arrives, or a time-out or
-    /// an empty datagram finds the design stopped (`None`).
-    fn read_until_own(&self, me: SocketAddr) -> Option<Vec<u8>> {
-        let mut buf = [0u8; 64];
-        loop {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) if n > 0 => {
-                    if from == me {
-                        return Some(buf[..n].to_vec());
-                    }
-                    let mut st = self.state.lock().unwrap();
-                    if let Some(q) = st.queues.get_mut(&from) {
-                        q.push_back(buf[..n].to_vec());
-                    }
-                    let waits = st.waiting.iter().position(|w| *w == from);
-                    if let Some(i) = waits {
-                        st.waiting.remove(i);
-                    }
-                    drop(st);
-                    if waits.is_some() {
-                        self.wakers[&from].notify_one();
-                    }
-                }
-                Ok(_) => {
-                    if self.state.lock().unwrap().stop {
-                        return None;
-                    }
-                }
-                Err(e) if is_timeout(&e) => {
-                    if self.state.lock().unwrap().stop {
-                        return None;
-                    }
-                }
-                Err(e) => panic!("keyed-condvars: recv_from failed: {e}"),
-            }
-        }
-    }
-}
-
-fn keyed_condvars(peers: &[SocketAddr]) -> Server {
-    let sock = loopback_socket(SAFETY_READ_TIMEOUT);
-    let addr = sock.local_addr().unwrap();
-    let shared = Arc::new(Keyed {
-        state: Mutex::new(KeyedState {
-            queues: peers.iter().map(|&p| (p, VecDeque::new())).collect(),
-            waiting: VecDeque::new(),
-            reading: false,
-            stop: false,
-        }),
-        wakers: peers.iter().map(|&p| (p, Condvar::new())).collect(),
-        sock,
-    });
-    let mut b = ServerBuilder::new();
-    for &peer in peers {
-        let shared = Arc::clone(&shared);
-        b.spawn(move |ready| {
-            ready();
-            let mut echoed = 0;
-            while let Some(m) = shared.next(peer) {
-                shared.sock.send_to(&m, peer).expect("echo");
-                echoed += 1;
-            }
-            echoed
-        });
-    }
-    b.finish(addr, move || {
-        shared.state.lock().unwrap().stop = true;
-        for w in shared.wakers.values() {
-            w.notify_all();
+        match &shared.wakes {
+            Wakes::All(cv) => cv.notify_all(),
+            Wakes::Owner(cvs) => cvs.values().for_each(Condvar::notify_all),
         }
     })
 }
