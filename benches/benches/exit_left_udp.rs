@@ -314,6 +314,28 @@
 //!   blocks in `recv_from` more often than the broadcast's reader (about
 //!   0.42 against 0.32 per datagram) and its followers park less (0.39
 //!   against 0.47).
+//! - **Later on the sixth VM** (same code as then, seeds 3 and 4, 9 + 9
+//!   rounds): ours-blocking / broadcast at N = 8 saturated 1.06, 1.08
+//!   quiet and **0.96, 1.00** loaded (per round 0.79-1.26 and 0.70-1.18);
+//!   / keyed-condvars 0.94, 0.97 quiet and 0.96, 0.91 loaded. In that
+//!   loaded cell the three designs switch about as often in all (1.14-1.22
+//!   per datagram), but more of ours' switches are voluntary (0.60 and 0.78
+//!   against the broadcast's 0.50 and 0.53 and keyed-condvars' 0.58 and
+//!   0.63): a thread of ours blocks where a broadcast waiter, woken early,
+//!   is preempted instead, and a blocked thread costs a wake-up besides.
+//!   Server CPU per datagram there 5.5, 5.7 µs for ours against 4.7, 5.1
+//!   (broadcast) and 5.2, 5.3 (keyed-condvars). System calls per datagram,
+//!   quiet all-8 (`perf stat` tracepoints, server and client, six rounds):
+//!   ours 5.4 (`futex` 1.35), keyed-condvars 5.7 (1.66), broadcast 6.4
+//!   (2.41): ours makes the fewest. `perf record` of the server threads
+//!   there (cpu-clock, 4999 Hz, eight rounds): ours' user-space samples per
+//!   datagram 1.31x keyed-condvars', its kernel samples 0.92x; of ours'
+//!   user space, clock reads (deadlines) about 10%, the thread parker (std's
+//!   `park_timeout`, `thread::current`) 11%, the stage's functions 36%,
+//!   where the annotated hot spots are the lock's `cmpxchg` and first reads
+//!   of the stage's and a slot's cache lines (misses on data shared between
+//!   the CPUs, not instructions), libc (system call wrappers, `malloc`)
+//!   29%, as for keyed-condvars.
 //!
 //! # Rounds and how to read the tables
 //!
