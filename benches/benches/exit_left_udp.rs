@@ -314,17 +314,27 @@
 //!   blocks in `recv_from` more often than the broadcast's reader (about
 //!   0.42 against 0.32 per datagram) and its followers park less (0.39
 //!   against 0.47).
-//! - **Later on the sixth VM** (same code as then, seeds 3 and 4, 9 + 9
-//!   rounds): ours-blocking / broadcast at N = 8 saturated 1.06, 1.08
-//!   quiet and **0.96, 1.00** loaded (per round 0.79-1.26 and 0.70-1.18);
-//!   / keyed-condvars 0.94, 0.97 quiet and 0.96, 0.91 loaded. In that
-//!   loaded cell the three designs switch about as often in all (1.14-1.22
-//!   per datagram), but more of ours' switches are voluntary (0.60 and 0.78
-//!   against the broadcast's 0.50 and 0.53 and keyed-condvars' 0.58 and
-//!   0.63): a thread of ours blocks where a broadcast waiter, woken early,
-//!   is preempted instead, and a blocked thread costs a wake-up besides.
-//!   Server CPU per datagram there 5.5, 5.7 µs for ours against 4.7, 5.1
-//!   (broadcast) and 5.2, 5.3 (keyed-condvars). System calls per datagram,
+//! - **Later on the sixth VM** (same code as then, seeds 3, 4, 5, 6, 9 + 9
+//!   rounds each): ours-blocking / broadcast at N = 8 saturated 1.06,
+//!   1.08, 1.05, 1.06 quiet and **0.96, 1.00, 0.92, 1.02** loaded (the 36
+//!   loaded rounds pooled: median of the per-round ratios 0.95, 90%
+//!   bootstrap interval 0.91-1.02, per round 0.70-1.35); / keyed-condvars
+//!   0.94-0.97 quiet and 0.91-1.00 loaded. In that loaded cell the three
+//!   designs switch about as often in all (1.12-1.22 per datagram), but
+//!   more of ours' switches are voluntary (0.54-0.78 against the
+//!   broadcast's 0.48-0.53 and keyed-condvars' 0.53-0.63): a thread of ours
+//!   blocks where a broadcast waiter, woken early, is preempted instead,
+//!   and a blocked thread costs a wake-up besides. Server CPU per datagram
+//!   there 3.9-5.7 µs for ours against 3.5-5.1 (broadcast) and 3.9-5.3
+//!   (keyed-condvars), by regime. A scratch change with strictly less work
+//!   per operation (the lock taken with `try_lock` first so that a free
+//!   lock never reads the `Eq` guard's cache line, which every lookup
+//!   writes; the thread's id cached in a thread-local instead of
+//!   `thread::current()` per entry; `serve` and `recv` passing their
+//!   deadline on instead of a time-out, one clock read fewer per entry)
+//!   measured 1.00x: the same 4.40 µs of server CPU per datagram, 60
+//!   rounds each in six alternating runs of the warm loaded cell; not
+//!   kept. System calls per datagram,
 //!   quiet all-8 (`perf stat` tracepoints, server and client, six rounds):
 //!   ours 5.4 (`futex` 1.35), keyed-condvars 5.7 (1.66), broadcast 6.4
 //!   (2.41): ours makes the fewest. `perf record` of the server threads
