@@ -345,7 +345,11 @@
 //!   where the annotated hot spots are the lock's `cmpxchg` and first reads
 //!   of the stage's and a slot's cache lines (misses on data shared between
 //!   the CPUs, not instructions), libc (system call wrappers, `malloc`)
-//!   29%, as for keyed-condvars.
+//!   29%, as for keyed-condvars. Two more full runs there (seeds 7, 8,
+//!   same code): 1.12, 1.04 quiet and 0.91, 0.89 loaded (/ keyed-condvars
+//!   1.00 and 1.13 loaded: in the second, keyed-condvars, the same keyed
+//!   policy in few lines, fell further behind the broadcast than ours
+//!   did). The six runs on that VM: median 0.94.
 //!
 //! # Rounds and how to read the tables
 //!
