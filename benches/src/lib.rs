@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod interleaved;
+pub mod pool;
 pub mod steal;
 
 /// Where suites put Markdown fragments that `cargo xtask bench` appends to
@@ -28,6 +29,17 @@ pub fn env_u64(name: &str) -> Option<u64> {
         Ok(n) => Some(n),
         Err(e) => panic!("{name}={value:?}: not a non-negative integer ({e})"),
     }
+}
+
+/// The next number of a SplitMix64 sequence whose state is `state`: the
+/// seeded, reproducible randomness of the suites (shuffled rounds, bootstrap
+/// resamples). Not for anything that needs unpredictability.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Whether the bench binary was started as a smoke test
