@@ -1540,6 +1540,8 @@ fn main() {
     // warm-up: about three minutes. Nine, not five: the loaded saturated
     // ratios swing from round to round (0.71-1.88 per round at N = 8 in one
     // run), and the median of five was a coin toss around 1.0.
+    // Before the runs: a rebuild while this runs must not change it.
+    let fingerprint = benches::pool::build_fingerprint();
     let mut settings = Settings::from_env(9, 150);
     let modes = if settings.smoke { 1 } else { 2 };
     if settings.smoke {
@@ -1667,7 +1669,7 @@ fn main() {
     }
 
     let mut md = report(&settings, seed, &cells, &results);
-    md += &pooled(seed, &cells, &results);
+    md += &pooled(&settings, seed, fingerprint, &cells, &results);
     println!("{md}");
     std::fs::write(benches::report_fragment_path("exit_left_udp"), md).unwrap();
 }
@@ -1676,7 +1678,13 @@ fn main() {
 /// pools them with the earlier runs of this build: saturated throughput
 /// ours-blocking / every other design, per (mode, N); empty for the first
 /// run of a build.
-fn pooled(seed: u64, cells: &[(Workload, usize)], results: &[Vec<Vec<Vec<RunStats>>>]) -> String {
+fn pooled(
+    settings: &Settings,
+    seed: u64,
+    fingerprint: u64,
+    cells: &[(Workload, usize)],
+    results: &[Vec<Vec<Vec<RunStats>>>],
+) -> String {
     use benches::pool::{Record, Run};
     let mut records = Vec::new();
     for (mode, per_mode) in results.iter().enumerate() {
@@ -1694,11 +1702,26 @@ fn pooled(seed: u64, cells: &[(Workload, usize)], results: &[Vec<Vec<Vec<RunStat
             }
         }
     }
-    let run = Run { seed, records };
+    let run = Run {
+        seed,
+        settings: format!(
+            "{} rounds per mode, {} ms per run",
+            settings.rounds,
+            settings.run_time.as_millis()
+        ),
+        records,
+    };
     let dir = benches::pool::rounds_dir();
-    let fingerprint = benches::pool::build_fingerprint();
     let runs = match benches::pool::save_and_load(&dir, "exit_left_udp", fingerprint, &run) {
-        Ok(runs) => runs,
+        Ok((runs, skipped)) => {
+            for path in skipped {
+                eprintln!(
+                    "exit_left_udp: {}: not a rounds file, skipped",
+                    path.display()
+                );
+            }
+            runs
+        }
         Err(e) => {
             eprintln!("exit_left_udp: rounds not pooled ({}: {e})", dir.display());
             return String::new();

@@ -40,10 +40,14 @@ pub struct Record {
     pub per_sec: f64,
 }
 
-/// One saved run: its seed and its records.
+/// One saved run: its seed, its settings and its records.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
     pub seed: u64,
+    /// What must be equal for runs to pool, besides the build (rounds and
+    /// time per run, say: a short development run with `BENCH_RUN_MS=20`
+    /// does not pool with 150 ms runs). One line, no tab.
+    pub settings: String,
     pub records: Vec<Record>,
 }
 
@@ -72,7 +76,7 @@ impl Run {
     }
 
     fn to_tsv(&self) -> String {
-        let mut s = format!("# seed {}\n", self.seed);
+        let mut s = format!("# seed {}\n# settings {}\n", self.seed, self.settings);
         for r in &self.records {
             s += &format!(
                 "{}\t{}\t{}\t{}\t{}\n",
@@ -85,6 +89,7 @@ impl Run {
     fn from_tsv(text: &str) -> Option<Run> {
         let mut lines = text.lines();
         let seed = lines.next()?.strip_prefix("# seed ")?.parse().ok()?;
+        let settings = lines.next()?.strip_prefix("# settings ")?.to_string();
         let records = lines
             .map(|line| {
                 let f: Vec<&str> = line.split('\t').collect();
@@ -100,7 +105,11 @@ impl Run {
                 }
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Run { seed, records })
+        Some(Run {
+            seed,
+            settings,
+            records,
+        })
     }
 }
 
@@ -110,70 +119,94 @@ pub fn rounds_dir() -> PathBuf {
 }
 
 /// A hash of the running executable: equal for runs of the same build.
+/// Take it when the bench starts: a rebuild while it runs replaces the file.
+/// (`/proc/self/exe` still reads the running one then, on Linux.)
 pub fn build_fingerprint() -> u64 {
-    let exe = std::env::current_exe().and_then(std::fs::read);
+    let exe = std::fs::read("/proc/self/exe")
+        .or_else(|_| std::env::current_exe().and_then(std::fs::read));
     let mut h = std::hash::DefaultHasher::new();
     match exe {
         Ok(bytes) => h.write(&bytes),
         // Unreadable: every run its own pool (never pools different builds).
-        Err(_) => h.write_u128(
-            std::time::UNIX_EPOCH
-                .elapsed()
-                .unwrap_or_default()
-                .as_nanos(),
-        ),
+        Err(_) => h.write_u128(now_stamp()),
     }
     h.finish()
 }
 
+fn now_stamp() -> u128 {
+    std::time::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+/// `(fingerprint, stamp)` of a rounds file of `suite`, named
+/// `<suite>-<16 hex digits>-<24 decimal digits>.tsv`; `None` for any other
+/// name (another suite's, even one whose name starts with `suite-`).
+fn parse_name(name: &str, suite: &str) -> Option<(u64, u128)> {
+    let rest = name.strip_prefix(suite)?.strip_prefix('-')?;
+    let rest = rest.strip_suffix(".tsv")?;
+    let (fingerprint, stamp) = rest.split_once('-')?;
+    let hex = fingerprint.len() == 16 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit());
+    let dec = stamp.len() == 24 && stamp.bytes().all(|b| b.is_ascii_digit());
+    if !(hex && dec) {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(fingerprint, 16).ok()?,
+        stamp.parse().ok()?,
+    ))
+}
+
 /// Saves `run` of `suite` in `dir` under `fingerprint`, removes the saved
 /// runs of `suite` with another fingerprint, and returns every saved run of
-/// this one (this run included), oldest first. An I/O error is returned,
-/// not hidden: the caller reports it and carries on without a pool.
+/// this one with the same settings (this run included), oldest first, and
+/// the files of this build that do not parse (a run killed while writing):
+/// skipped, for the caller to report. An I/O error is returned, not hidden:
+/// the caller reports it and carries on without a pool.
+///
+/// The file is written under a temporary name and renamed, and its stamp
+/// (the time, in nanoseconds) is made later than every saved one of the
+/// suite, so names sort in the order the runs were saved even if the clock
+/// is coarse or steps back.
 pub fn save_and_load(
     dir: &Path,
     suite: &str,
     fingerprint: u64,
     run: &Run,
-) -> std::io::Result<Vec<Run>> {
+) -> std::io::Result<(Vec<Run>, Vec<PathBuf>)> {
     std::fs::create_dir_all(dir)?;
-    let stamp = std::time::UNIX_EPOCH
-        .elapsed()
-        .unwrap_or_default()
-        .as_nanos();
-    let ours = format!("{suite}-{fingerprint:016x}-");
-    std::fs::write(dir.join(format!("{ours}{stamp:024}.tsv")), run.to_tsv())?;
     let mut mine = Vec::new();
+    let mut last = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((f, stamp)) = parse_name(name, suite) else {
             continue;
         };
-        let Some(rest) = name.strip_prefix(suite).and_then(|r| r.strip_prefix('-')) else {
-            continue;
-        };
-        // `<16 hex>-<stamp>.tsv`: another suite whose name starts with ours
-        // (`exit_left_udp_x`) does not match.
-        if !(rest.len() > 17 && rest.as_bytes()[16] == b'-' && rest.ends_with(".tsv")) {
-            continue;
-        }
-        if name.starts_with(&ours) {
-            mine.push((name.to_string(), path));
+        if f == fingerprint {
+            last = last.max(stamp);
+            mine.push((stamp, path));
         } else {
             std::fs::remove_file(&path)?;
         }
     }
+    let stamp = now_stamp().max(last + 1);
+    let path = dir.join(format!("{suite}-{fingerprint:016x}-{stamp:024}.tsv"));
+    let partial = path.with_extension("tsv.partial");
+    std::fs::write(&partial, run.to_tsv())?;
+    std::fs::rename(&partial, &path)?;
+    mine.push((stamp, path));
     mine.sort();
-    mine.into_iter()
-        .map(|(name, path)| {
-            Run::from_tsv(&std::fs::read_to_string(&path)?).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{name}: not a rounds file"),
-                )
-            })
-        })
-        .collect()
+    let (mut runs, mut skipped) = (Vec::new(), Vec::new());
+    for (_, path) in mine {
+        match Run::from_tsv(&std::fs::read_to_string(&path)?) {
+            Some(saved) if saved.settings == run.settings => runs.push(saved),
+            Some(_) => {}
+            None => skipped.push(path),
+        }
+    }
+    Ok((runs, skipped))
 }
 
 /// The median (upper median for an even count); NaN for none.
@@ -224,13 +257,14 @@ pub fn pooled_markdown(
     let rule: String = columns.iter().map(|_| "---:|").collect();
     let seeds: Vec<String> = runs.iter().map(|r| r.seed.to_string()).collect();
     let mut md = format!(
-        "\n### Pooled over {} runs of this build (seeds {}): {what}\n\n\
-         Median of every per-round ratio ours / this of all those runs, with a 90% bootstrap \
+        "\n### Pooled over {} runs of this build (seeds {}; {}): {what}\n\n\
+         Median (upper, for an even count) of every per-round ratio ours / this of all those runs, with a 90% bootstrap \
          interval of that median (rounds treated as independent; the per-run medians below show \
          how far runs differ). Saved rounds: `target/bench-rounds/` (`benches::pool`).\n\n\
          | {ours} / ... |{head}\n|---|{rule}\n",
         runs.len(),
         seeds.join(", "),
+        runs[0].settings,
     );
     for &design in designs.iter().filter(|&&d| d != ours) {
         md += &format!("| {design} |");
@@ -278,6 +312,7 @@ pub fn self_check() {
     };
     let run = |seed, scale: f64| Run {
         seed,
+        settings: "rounds 2, 150 ms".into(),
         records: vec![
             rec("loaded", "ours", 0, 90.0 * scale),
             rec("loaded", "peer", 0, 100.0),
@@ -288,20 +323,63 @@ pub fn self_check() {
             rec("loaded", "peer", 3, 1.0),
             rec("quiet", "peer", 0, 50.0),
             rec("quiet", "ours", 0, 100.0),
+            // Not whole numbers: saved and read back exactly.
+            rec("quiet", "other", 0, 0.1 + 0.2),
+            rec("quiet", "other", 1, 12_345.678_901_234_567),
         ],
     };
-    let stale = dir.join(format!("suite-{:016x}-{:024}.tsv", 1, 0));
     std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join(format!("suite-{:016x}-{:024}.tsv", 1, 0));
     std::fs::write(&stale, "# seed 9\n").unwrap();
-    let other_suite = dir.join(format!("suite_b-{:016x}-{:024}.tsv", 1, 0));
-    std::fs::write(&other_suite, "# seed 9\n").unwrap();
-    let first = save_and_load(&dir, "suite", 7, &run(3, 1.0)).unwrap();
+    let others = [
+        dir.join(format!("suite_b-{:016x}-{:024}.tsv", 1, 0)),
+        // Another suite whose name is ours, a dash and 16 characters.
+        dir.join(format!("suite-0123456789abcdef-{:016x}-{:024}.tsv", 1, 0)),
+    ];
+    for other in &others {
+        std::fs::write(other, "# seed 9\n").unwrap();
+    }
+    // A file of this build cut short (killed while writing): skipped.
+    let cut = dir.join(format!("suite-{:016x}-{:024}.tsv", 7, 5));
+    std::fs::write(&cut, "# seed").unwrap();
+    let (first, skipped) = save_and_load(&dir, "suite", 7, &run(3, 1.0)).unwrap();
     assert_eq!(first, vec![run(3, 1.0)], "a saved run loads back as it was");
+    assert_eq!(
+        skipped,
+        std::slice::from_ref(&cut),
+        "a cut-short file was not skipped"
+    );
     assert!(!stale.exists(), "another build's run of the suite stayed");
-    assert!(other_suite.exists(), "another suite's run was removed");
-    let both = save_and_load(&dir, "suite", 7, &run(4, 0.5)).unwrap();
+    assert!(
+        others.iter().all(|o| o.exists()),
+        "another suite's run was removed"
+    );
+    // Saved within the same clock tick, or after the clock stepped back:
+    // still a file of its own, and later in the order.
+    let future = dir.join(format!(
+        "suite-{:016x}-{:024}.tsv",
+        7,
+        u128::MAX / 1_000_000_000_000_000
+    ));
+    std::fs::rename(
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_str().unwrap().contains("-0000000000000007-") && *p != cut)
+            .unwrap(),
+        &future,
+    )
+    .unwrap();
+    std::fs::remove_file(&cut).unwrap();
+    let (both, _) = save_and_load(&dir, "suite", 7, &run(4, 0.5)).unwrap();
     assert_eq!(both.len(), 2, "two runs of one build pool");
     assert_eq!(both[0].seed, 3, "oldest first");
+    let short = Run {
+        settings: "rounds 2, 20 ms".into(),
+        ..run(5, 1.0)
+    };
+    let (apart, _) = save_and_load(&dir, "suite", 7, &short).unwrap();
+    assert_eq!(apart, vec![short], "runs with other settings pooled");
     assert_eq!(
         both[0].ratios("loaded", "all-8", "ours", "peer"),
         [0.9, 1.2]
@@ -309,14 +387,11 @@ pub fn self_check() {
     assert_eq!(both[0].ratios("quiet", "all-8", "ours", "peer"), [2.0]);
     assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
     assert_eq!(median_interval(&[1.5; 9]), (1.5, 1.5));
-    // 1..=99: the median's 90% interval spans about ±1.645 · √99 / 2 ≈ 8
-    // ranks either side of 50 (a resampling in Python: 42-58; the extremes
-    // of its 2000 medians 32-66).
-    let (lo, hi) = median_interval(&(1..100).map(f64::from).collect::<Vec<_>>());
-    assert!(
-        (40.0..=44.0).contains(&lo) && (56.0..=60.0).contains(&hi),
-        "{lo}-{hi}"
-    );
+    // 1..=99 with the fixed seed: exactly 42-58, a symmetric 90% (about
+    // ±1.645 · √99 / 2 ≈ 8 ranks around 50; an 80% interval would be
+    // 43-56, a 95% one 40-60).
+    let ranks: Vec<f64> = (1..100).map(f64::from).collect();
+    assert_eq!(median_interval(&ranks), (42.0, 58.0));
     let md = pooled_markdown(
         &both,
         "x",
