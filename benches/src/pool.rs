@@ -14,14 +14,15 @@
 //! A suite that takes part saves every full (not smoke, not partial) run's
 //! per-round figures to `target/bench-rounds/<suite>-<fingerprint>-<time>.tsv`,
 //! where the fingerprint is a hash of the bench executable: runs of the same
-//! build pool, a rebuilt bench starts a new pool (and the files of other
-//! builds of that suite are removed then). The suite's report then ends with
-//! a pooled section once two or more runs of its build are on disk. So
+//! build with the same settings (rounds, time per run) pool, a rebuilt bench
+//! starts a new pool (and the files of other builds of that suite are
+//! removed then). The suite's report then ends with a pooled section once
+//! two or more such runs are on disk. So
 //! `BENCH_SEED=2 cargo bench -p benches --bench exit_left_udp`, then seed 3,
 //! 4, ... (or `cargo xtask bench` several times) builds the pool up.
 //!
-//! Files are tab-separated: a `# seed N` line, then one line per run of a
-//! design: `mode cell design round datagrams_per_s`.
+//! Files are tab-separated: a `# seed N` line, a `# settings ...` line, then
+//! one line per run of a design: `mode cell design round datagrams_per_s`.
 
 use std::collections::BTreeMap;
 use std::hash::Hasher;
