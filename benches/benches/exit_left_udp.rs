@@ -365,7 +365,8 @@
 //! `BENCH_RUN_MS` override. Every full run saves its rounds
 //! ([`benches::pool`], `target/bench-rounds/`); from the second full run of
 //! one build on, the report ends with the saturated throughput ratios pooled
-//! over every run of that build (median of all per-round ratios, a 90%
+//! over every run of that build with the same `BENCH_ROUNDS` and
+//! `BENCH_RUN_MS` (median of all per-round ratios, a 90%
 //! bootstrap interval, the per-run medians against the broadcast): loaded
 //! rows are to be judged over several runs (workspace spec), and a run with
 //! another `BENCH_SEED` is one more. A rebuilt bench starts a new pool.
