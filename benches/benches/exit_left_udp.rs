@@ -350,8 +350,8 @@
 //!   1.00 and 1.13 loaded: in the second, keyed-condvars, the same keyed
 //!   policy in few lines, fell further behind the broadcast than ours
 //!   did). Seeds 9, 10 (the first runs with the
-//!   pooled section, below): 0.95, 0.93. The eight runs on that VM: median
-//!   0.94.
+//!   pooled section, below): 0.95, 0.93; seeds 11, 12: 0.92, 0.90 (pooled
+//!   0.92, 90% interval 0.90-0.93). The ten runs on that VM: median 0.925.
 //!
 //! # Rounds and how to read the tables
 //!
