@@ -5,8 +5,8 @@
 //! The workspace spec says to judge loaded rows over several runs: how the
 //! scheduler places 2N threads beside two busy ones changes from run to run,
 //! and one run's median of nine loaded rounds can sit 5-10% either side of
-//! where twenty-four runs put it (`exit_left_udp`'s loaded N = 8 cell read
-//! 0.89-1.02 in six runs of the same code on one VM). Pooling by hand meant
+//! where many runs put it (`exit_left_udp`'s loaded N = 8 cell read
+//! 0.89-1.02 in ten runs of the same code on one VM). Pooling by hand meant
 //! scraping round lines into scratch scripts that were lost with the VM.
 //!
 //! # How
@@ -167,8 +167,8 @@ fn parse_name(name: &str, suite: &str) -> Option<(u64, u128)> {
 /// the caller reports it and carries on without a pool.
 ///
 /// The file is written under a temporary name and renamed, and its stamp
-/// (the time, in nanoseconds) is made later than every saved one of the
-/// suite, so names sort in the order the runs were saved even if the clock
+/// (the time, in nanoseconds) is made later than every saved one of this
+/// build, so names sort in the order the runs were saved even if the clock
 /// is coarse or steps back.
 pub fn save_and_load(
     dir: &Path,
