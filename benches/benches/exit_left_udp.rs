@@ -404,6 +404,7 @@
 //! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
 
 use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
+use benches::pool::median;
 use benches::steal;
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::cell::Cell;
@@ -1528,10 +1529,6 @@ impl Shuffle {
         }
         v
     }
-}
-
-fn median(v: impl IntoIterator<Item = f64>) -> f64 {
-    benches::pool::median(&v.into_iter().collect::<Vec<f64>>())
 }
 
 const MODES: [&str; 2] = ["quiet", "loaded"];
