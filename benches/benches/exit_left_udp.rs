@@ -352,6 +352,22 @@
 //!   did). Seeds 9, 10 (the first runs with the
 //!   pooled section, below): 0.95, 0.93; seeds 11, 12: 0.92, 0.90 (pooled
 //!   0.92, 90% interval 0.90-0.93). The ten runs on that VM: median 0.925.
+//! - **Still on the sixth VM** (2026-12-05, same code), the loaded all-8
+//!   cell alone. With `BENCH_WARM` (fast regime) ours-blocking / broadcast
+//!   read 0.94, 0.91, 0.96, 0.96 (20-30 rounds each; ours-eager level with
+//!   ours-blocking, 1.00x). Without it, each run of either design lands
+//!   fast (160-210k datagrams/s, 3.9-4.9 µs of server CPU and 0.4-0.66
+//!   voluntary switches per datagram) or slow (80-120k, 7-9 µs, 0.9-1.3),
+//!   whatever the other design's run did, so the per-round ratios swing
+//!   0.45-2.1 (two sets of 14 rounds). Not the allocator: with
+//!   `MALLOC_ARENA_MAX=1` (every design's reading thread allocates a `Vec`
+//!   per datagram that the owner's thread frees) the warm cell read 1.00,
+//!   0.90, 0.94, against 0.94, 0.91, 0.96 with glibc's default arenas.
+//!   Placement plays a part but does not decide it: sampling every thread's
+//!   last CPU from `/proc` every 20 ms over 24 one-second runs, the faster
+//!   runs had the eight server threads split 4/4 or 3/5, but so did some
+//!   slow ones, and others had all eight on one CPU (the sampler itself
+//!   pushed most runs slow).
 //!
 //! # Rounds and how to read the tables
 //!
