@@ -420,7 +420,7 @@
 //! `target/bench-report.d/exit_left_udp.md` (not in smoke mode).
 
 use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
-use benches::pool::median;
+use benches::median;
 use benches::steal;
 use exit_left::{Entry, NotifyOutcome, RecvError, Stage};
 use std::cell::Cell;

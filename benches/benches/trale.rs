@@ -90,6 +90,7 @@
 //! `target/bench-report.d/trale.md`.
 
 use benches::interleaved::{Load, Settings, busy_threads, thread_cpu};
+use benches::median;
 use std::future::{Future, poll_fn};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -1025,12 +1026,6 @@ fn rows(s: &Sizes) -> Vec<Row> {
         ));
     }
     rows
-}
-
-fn median(v: impl IntoIterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = v.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A figure with three significant-ish digits.

@@ -83,6 +83,7 @@
 //! placement, which changes from run to run and hour to hour, so judge them
 //! over several runs, not one.
 
+use crate::median;
 use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -460,14 +461,17 @@ fn ratio_rows(
                 .collect();
             let lo = wall_ratio.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = wall_ratio.iter().copied().fold(0.0, f64::max);
-            let (name, wall_ratio, cpu_ratio) =
-                (mode.name(), median(&wall_ratio), median(&cpu_ratio));
+            let (name, wall_ratio, cpu_ratio) = (
+                mode.name(),
+                median(wall_ratio.iter().copied()),
+                median(cpu_ratio.iter().copied()),
+            );
             md += &if absolute {
                 format!(
                     "| {name} | {} | {:.0} | {wall_ratio:.2} | ({lo:.2} - {hi:.2}) | {:.0} | {cpu_ratio:.2} |\n",
                     d.name,
-                    median(&wall),
-                    median(&cpu),
+                    median(wall.iter().copied()),
+                    median(cpu.iter().copied()),
                 )
             } else {
                 format!(
@@ -478,12 +482,6 @@ fn ratio_rows(
         }
     }
     md
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Runs `designs` (the first is ours) in interleaved quiet and loaded rounds
@@ -619,13 +617,13 @@ fn placement_rows(
                 .collect();
             let alike = match alike.len() {
                 0 => "- (0)".to_string(),
-                k => format!("{:.2} ({k})", median(&alike)),
+                k => format!("{:.2} ({k})", median(alike.iter().copied())),
             };
             md += &format!(
                 "| {} | {} | {:.0}% | {on_one} of {} | {alike} |\n",
                 mode.name(),
                 d.name,
-                median(&shares) * 100.0,
+                median(shares.iter().copied()) * 100.0,
                 shares.len()
             );
         }

@@ -42,6 +42,15 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The median (upper median for an even count) of `v`; NaN for none. The
+/// one median of the suites: reports give medians of rounds and of
+/// per-round ratios.
+pub fn median(v: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Whether the bench binary was started as a smoke test
 /// (`cargo bench -- --test`): run each workload once, assert, measure nothing.
 pub fn smoke_test_mode() -> bool {

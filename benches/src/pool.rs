@@ -24,6 +24,7 @@
 //! Files are tab-separated: a `# seed N` line, a `# settings ...` line, then
 //! one line per run of a design: `mode cell design round datagrams_per_s`.
 
+use crate::median;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -208,13 +209,6 @@ pub fn save_and_load(
         }
     }
     Ok((runs, skipped))
-}
-
-/// The median (upper median for an even count); NaN for none.
-pub fn median(v: impl IntoIterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = v.into_iter().collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A 90% bootstrap interval of the median of `v` (2000 resamples, a fixed
